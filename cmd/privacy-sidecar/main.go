@@ -1,0 +1,20 @@
+// Command privacy-sidecar is Caddy with the Alysio privacy modules built in.
+// It takes every Caddy command and flag unchanged (run, adapt, validate, fmt,
+// list-modules, version, ...) and adds the sidecar's own (audit verify, audit
+// forget, demo).
+package main
+
+import (
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/alysio/privacy-sidecar/modules/auditlog"
+	_ "github.com/alysio/privacy-sidecar/modules/oidcauth"
+	_ "github.com/alysio/privacy-sidecar/modules/scopetrim"
+	_ "github.com/alysio/privacy-sidecar/modules/tenantguard"
+)
+
+func main() {
+	caddycmd.Main()
+}

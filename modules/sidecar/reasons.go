@@ -1,0 +1,70 @@
+package sidecar
+
+// Reason codes are a stable contract: they appear in problem+json bodies, the
+// audit log, metrics labels and alert rules. Add new ones; never rename.
+const (
+	// ReasonOK is the audit log's reason for an allowed request.
+	ReasonOK = "ok"
+
+	// oidc_auth
+	ReasonTokenMissing        = "token_missing"
+	ReasonTokenMalformed      = "token_malformed"
+	ReasonTokenInvalid        = "token_invalid"
+	ReasonTokenExpired        = "token_expired"
+	ReasonTokenNotYetValid    = "token_not_yet_valid"
+	ReasonIssuerUnknown       = "issuer_unknown"
+	ReasonAudienceMismatch    = "audience_mismatch"
+	ReasonAlgorithmNotAllowed = "algorithm_not_allowed"
+	ReasonTokenTypeInvalid    = "token_type_invalid"
+	ReasonKeysUnavailable     = "keys_unavailable"
+	ReasonInsufficientScope   = "insufficient_scope"
+
+	// tenant_guard
+	ReasonIdentityMissing           = "identity_missing"
+	ReasonTenantMissing             = "tenant_missing"
+	ReasonTenantMalformed           = "tenant_malformed"
+	ReasonTenantMismatch            = "tenant_mismatch"
+	ReasonTenantClaimMissing        = "tenant_claim_missing"
+	ReasonTenantUnknown             = "tenant_unknown"
+	ReasonTenantSuspended           = "tenant_suspended"
+	ReasonIssuerNotAllowedForTenant = "issuer_not_allowed_for_tenant"
+	ReasonConnectorDisconnected     = "connector_disconnected"
+
+	// scope_trim
+	ReasonNoPolicy            = "no_policy"
+	ReasonUpgradeRefused      = "upgrade_refused"
+	ReasonUpstreamInvalidJSON = "upstream_invalid_json"
+	ReasonUpstreamInvalidUTF8 = "upstream_invalid_utf8"
+	ReasonUpstreamDuplicate   = "upstream_duplicate_key"
+	ReasonUpstreamTooDeep     = "upstream_too_deep"
+	ReasonUpstreamTooLarge    = "upstream_too_large"
+	ReasonUpstreamNotJSON     = "upstream_not_json"
+	ReasonUpstreamEncoding    = "upstream_encoding"
+	ReasonUpstreamPartial     = "upstream_partial"
+	ReasonUpstreamStream      = "upstream_event_stream"
+	ReasonUpstreamError       = "upstream_error"
+
+	// audit_log
+	ReasonAuditUnavailable = "audit_unavailable"
+	ReasonSpoofedHeader    = "spoofed_identity_header"
+)
+
+// securityReasons are refusals that suggest an attack rather than a mistake.
+var securityReasons = map[string]bool{
+	ReasonTokenInvalid:              true,
+	ReasonAlgorithmNotAllowed:       true,
+	ReasonTenantMismatch:            true,
+	ReasonTenantMalformed:           true,
+	ReasonIssuerNotAllowedForTenant: true,
+	ReasonSpoofedHeader:             true,
+}
+
+// IsSecurityEvent reports whether a refusal with this reason should also be
+// raised as a security event. Every upstream_* refusal counts, because on a
+// trimmed route it means the connector sent something the policy cannot vouch for.
+func IsSecurityEvent(reason string) bool {
+	if securityReasons[reason] {
+		return true
+	}
+	return len(reason) > len("upstream_") && reason[:len("upstream_")] == "upstream_"
+}
