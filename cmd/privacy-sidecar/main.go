@@ -9,10 +9,7 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	_ "github.com/alysio/privacy-sidecar/modules/auditlog"
-	_ "github.com/alysio/privacy-sidecar/modules/oidcauth"
-	_ "github.com/alysio/privacy-sidecar/modules/scopetrim"
-	_ "github.com/alysio/privacy-sidecar/modules/tenantguard"
+	_ "github.com/alysio/privacy-sidecar"
 )
 
 func main() {
