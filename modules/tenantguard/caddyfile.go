@@ -1,6 +1,7 @@
 package tenantguard
 
 import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
@@ -12,8 +13,66 @@ func init() {
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	m := new(TenantGuard)
-	h.Next() // consume the directive name
-	for h.NextBlock(0) {
-	}
-	return m, nil
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
 }
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	tenant_guard [<matcher>] {
+//		claim        <name|dot.path|https://url-named/claim>   # default tenant_id
+//		header       <field>                                   # default X-Tenant-ID
+//		route_tenant <value with placeholders>
+//		tenants      <file or directory>
+//		connector    <name with placeholders>
+//		inject
+//	}
+//
+// The block may be omitted to take every default. Each subdirective may
+// appear once; placeholders stay unexpanded until a request is served.
+func (m *TenantGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("subdirective '%s' may appear only once", sub)
+		}
+		seen[sub] = true
+		var target *string
+		switch sub {
+		case "claim":
+			target = &m.Claim
+		case "header":
+			target = &m.Header
+		case "route_tenant":
+			target = &m.RouteTenant
+		case "tenants":
+			target = &m.Tenants
+		case "connector":
+			target = &m.Connector
+		case "inject":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			m.Inject = true
+			continue
+		default:
+			return d.Errf("unrecognized subdirective '%s'", sub)
+		}
+		if !d.NextArg() {
+			return d.ArgErr()
+		}
+		*target = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*TenantGuard)(nil)

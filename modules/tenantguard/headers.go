@@ -1,0 +1,198 @@
+package tenantguard
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
+)
+
+// MaxTenantIDLength bounds a tenant id, in bytes.
+const MaxTenantIDLength = 128
+
+// ValidTenantID reports whether s is a tenant id from the safe set: 1 to 128
+// ASCII letters, digits, '-', '_' and '.'. Nothing else is accepted: no
+// whitespace, no comma (so no list), no quotes, no non-ASCII look-alikes.
+func ValidTenantID(s string) bool {
+	if len(s) == 0 || len(s) > MaxTenantIDLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// headerResult is what checkTenantHeader found.
+type headerResult uint8
+
+const (
+	headerOK headerResult = iota
+	headerMissing
+	headerMalformed
+	headerMismatch
+)
+
+// checkTenantHeader judges the values of the tenant header against the
+// token's tenant. One value, in the safe set, byte for byte equal: nothing
+// is trimmed, folded or split, so what is checked is what is forwarded.
+func checkTenantHeader(values []string, tenant string) headerResult {
+	switch {
+	case len(values) == 0:
+		return headerMissing
+	case len(values) > 1 || !ValidTenantID(values[0]):
+		return headerMalformed
+	case values[0] != tenant:
+		return headerMismatch
+	}
+	return headerOK
+}
+
+// sameHeaderName reports whether a and b name the same header once case is
+// ignored and '_' is read as '-', which is how CGI, WSGI, PHP and several
+// proxies fold header names: X_Tenant_ID reaches such an upstream as
+// X-Tenant-ID. It does not allocate.
+func sameHeaderName(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if foldHeaderByte(a[i]) != foldHeaderByte(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func foldHeaderByte(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + ('a' - 'A')
+	case c == '_':
+		return '-'
+	}
+	return c
+}
+
+// scrubDisguised removes every header that folds to the tenant header's
+// name but is not spelled as its canonical key (X_Tenant_ID, x-tenant_id,
+// X-TENANT_ID...), and records each as a spoofed header. Copies differing
+// only in case are already merged into the canonical key by net/http, where
+// checkTenantHeader sees them as duplicates.
+func scrubDisguised(h http.Header, key string, decision *sidecar.Decision) {
+	for name := range h {
+		if name != key && sameHeaderName(name, key) {
+			delete(h, name)
+			decision.AddSpoofedHeader(name)
+		}
+	}
+}
+
+// neutraliseConnection removes the tenant header's name, in any spelling,
+// from the Connection header. reverse_proxy deletes every header that the
+// client's Connection header names, after this handler has run, so a
+// client sending "Connection: X-Tenant-ID" would otherwise have the verified
+// header stripped on its way to the upstream.
+func neutraliseConnection(h http.Header, key string, decision *sidecar.Decision) {
+	values, ok := h["Connection"]
+	if !ok {
+		return
+	}
+	found := false
+	for _, v := range values {
+		for token := range strings.SplitSeq(v, ",") {
+			if sameHeaderName(strings.TrimSpace(token), key) {
+				found = true
+			}
+		}
+	}
+	if !found {
+		return
+	}
+	kept := make([]string, 0, len(values))
+	for _, v := range values {
+		var tokens []string
+		for token := range strings.SplitSeq(v, ",") {
+			token = strings.TrimSpace(token)
+			if token != "" && !sameHeaderName(token, key) {
+				tokens = append(tokens, token)
+			}
+		}
+		if len(tokens) > 0 {
+			kept = append(kept, strings.Join(tokens, ", "))
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Connection")
+	} else {
+		h["Connection"] = kept
+	}
+	decision.AddSpoofedHeader("Connection: " + key)
+}
+
+// scrubTrailer keeps the tenant header out of the request's trailers.
+// reverse_proxy forwards request trailers, and net/http merges every trailer
+// the client sends into the declared-trailer map when the body ends, so the
+// declared names are removed now and the rest when the body reaches EOF.
+func scrubTrailer(r *http.Request, key string, decision *sidecar.Decision) {
+	trailer := r.Trailer
+	for name := range trailer {
+		if sameHeaderName(name, key) {
+			delete(trailer, name)
+			decision.AddSpoofedHeader("Trailer: " + name)
+		}
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &trailerScrubber{ReadCloser: r.Body, trailer: trailer, key: key}
+	}
+}
+
+// trailerScrubber deletes the tenant header from the trailers as soon as
+// the body reports EOF, before anyone downstream copies them.
+type trailerScrubber struct {
+	io.ReadCloser
+	trailer http.Header
+	key     string
+}
+
+func (s *trailerScrubber) Read(p []byte) (int, error) {
+	n, err := s.ReadCloser.Read(p)
+	if err == io.EOF {
+		for name := range s.trailer {
+			if sameHeaderName(name, s.key) {
+				delete(s.trailer, name)
+			}
+		}
+	}
+	return n, err
+}
+
+// reservedHeaders are names the tenant header must not take: hop-by-hop
+// headers never reach the upstream, and the others carry the request's
+// framing or credentials.
+var reservedHeaders = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Alt-Svc",
+	"Host", "Content-Length", "Content-Type", "Authorization", "Cookie",
+}
+
+func validHeaderName(name string) error {
+	if !httpguts.ValidHeaderFieldName(name) {
+		return fmt.Errorf("tenant_guard: header %q is not a valid header name; use a name like X-Tenant-ID", name)
+	}
+	for _, r := range reservedHeaders {
+		if sameHeaderName(name, r) {
+			return fmt.Errorf("tenant_guard: header %q is reserved by HTTP and would not reach the upstream intact; use a name like X-Tenant-ID", name)
+		}
+	}
+	return nil
+}
