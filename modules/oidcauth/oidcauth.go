@@ -1,22 +1,173 @@
-// Package oidcauth implements the oidc_auth HTTP handler (module http.handlers.oidc_auth).
+// Package oidcauth implements the oidc_auth HTTP handler (module
+// http.handlers.oidc_auth): it admits a request only with a bearer token
+// that one of the configured OpenID Connect issuers signed, for one of that
+// issuer's audiences, and hands the verified identity to the next handlers.
 //
-// SKELETON: being written; not usable yet.
+// Cheap checks (size, shape, algorithm, issuer, type, times, audience) run
+// before any key is needed, so malformed or foreign tokens never cause a key
+// fetch. Signatures are verified with go-oidc's verifier over the issuer's
+// own key set, which this package fetches with timeouts, size caps, a TTL,
+// background refresh and a rate limit on unknown kids.
 package oidcauth
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 func init() {
 	caddy.RegisterModule(OIDCAuth{})
 }
 
-// OIDCAuth is the oidc_auth handler.
-type OIDCAuth struct{}
+// keySets holds every issuer's key set across config reloads.
+var keySets = caddy.NewUsagePool()
+
+// Defaults. They are documented on the fields that use them.
+const (
+	defaultLeeway          = 30 * time.Second
+	defaultMaxTokenSize    = 16 << 10
+	defaultCacheSize       = 10000
+	defaultCacheTTL        = 5 * time.Minute
+	defaultRealm           = "privacy-sidecar"
+	defaultRolesClaim      = "roles"
+	defaultRefreshInterval = 15 * time.Minute
+	defaultMinRefresh      = 30 * time.Second
+	defaultFetchTimeout    = 5 * time.Second
+	defaultFetchAttempts   = 2
+	defaultMaxJWKSBytes    = 1 << 20
+	defaultMaxDiscoveryB   = 256 << 10
+	maxLeeway              = 10 * time.Minute
+)
+
+// OIDCAuth admits requests that carry a valid OIDC access token
+// (`Authorization: Bearer <JWT>`) and refuses the others with 401, 403 or
+// 503 and a problem+json body. On success the verified identity is in the
+// request context (for tenant_guard, scope_trim, audit_log) and in
+// placeholders, client-sent identity headers have been removed, and the
+// Authorization header is removed unless forward_token is set.
+type OIDCAuth struct {
+	// Issuers are the trusted token issuers. The token's (unverified) `iss`
+	// selects one; its keys alone can verify the token. At least one.
+	Issuers []*Issuer `json:"issuers,omitempty"`
+
+	// Algorithms is the allowlist of JWS algorithms. Asymmetric only:
+	// RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA.
+	// `none` and HS* are configuration errors. Default: all of these.
+	Algorithms []string `json:"algorithms,omitempty"`
+
+	// Leeway is the clock skew allowed on `exp`, `nbf` and `iat`.
+	// Default 30s, at most 10m.
+	Leeway caddy.Duration `json:"leeway,omitempty"`
+
+	// RequireScope lists scopes the token must all carry; otherwise 403
+	// insufficient_scope.
+	RequireScope []string `json:"require_scope,omitempty"`
+
+	// ForwardHeaders maps an upstream header name to a claim path
+	// ("sub", "org.id", "https://example.com/tenant"). Client-sent headers
+	// of these names are always removed first; the header is set only when
+	// the verified token has the claim.
+	ForwardHeaders map[string]string `json:"forward_headers,omitempty"`
+
+	// ForwardToken keeps the Authorization header for the upstream. By
+	// default it is removed, so the upstream never sees the token.
+	ForwardToken bool `json:"forward_token,omitempty"`
+
+	// TokenType, when set, is the required JOSE `typ` header, compared
+	// case-insensitively with "application/" optional. Use "at+jwt" to
+	// accept only RFC 9068 access tokens and refuse ID tokens.
+	TokenType string `json:"token_type,omitempty"`
+
+	// ReservedHeaders are header names removed from every request in
+	// addition to the built-in list (X-Auth-*, X-User*, X-Forwarded-User,
+	// X-Remote-User, ...). A trailing `*` matches a prefix. Matching ignores
+	// case and treats `_` as `-`.
+	ReservedHeaders []string `json:"reserved_headers,omitempty"`
+
+	// ScopeClaim is the claim path that holds scopes (a space-delimited
+	// string or an array). Default: `scope`, then `scp`.
+	ScopeClaim string `json:"scope_claim,omitempty"`
+
+	// RolesClaim is the claim path that holds roles (string or array).
+	// Default `roles`.
+	RolesClaim string `json:"roles_claim,omitempty"`
+
+	// Realm is the realm of the WWW-Authenticate challenge. Default
+	// "privacy-sidecar".
+	Realm string `json:"realm,omitempty"`
+
+	// MaxTokenSize is the largest Authorization header value accepted, in
+	// bytes. Default 16384.
+	MaxTokenSize int `json:"max_token_size,omitempty"`
+
+	// CacheSize bounds the verified-token cache (entries). Default 10000;
+	// -1 disables the cache.
+	CacheSize int `json:"cache_size,omitempty"`
+
+	// CacheTTL is the longest a verified token is cached; an entry also
+	// ends at the token's exp. Default 5m.
+	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
+
+	issuers   map[string]*issuer
+	algs      map[string]bool
+	tokenType string
+	reserved  headerMatcher
+	cache     *tokenCache
+	logger    *zap.Logger
+}
+
+// Issuer is one trusted token issuer.
+type Issuer struct {
+	// Issuer is the issuer identifier, exactly as in the tokens' `iss` and
+	// the discovery document. Accepts {env.*} placeholders.
+	Issuer string `json:"issuer,omitempty"`
+
+	// Audiences are the accepted `aud` values; a token must name at least
+	// one. Required. Accepts {env.*} placeholders.
+	Audiences []string `json:"audiences,omitempty"`
+
+	// JWKSURI skips discovery and fetches keys from this URL. Accepts
+	// {env.*} placeholders.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+
+	// RefreshInterval is how often the keys are refetched in the
+	// background; a key the issuer removed stops verifying within it.
+	// Default 15m.
+	RefreshInterval caddy.Duration `json:"refresh_interval,omitempty"`
+
+	// MinRefreshInterval is the least time between two fetches caused by
+	// requests (unknown kid, or keys not yet available); it is also the
+	// Retry-After of a 503. Default 30s.
+	MinRefreshInterval caddy.Duration `json:"min_refresh_interval,omitempty"`
+
+	// FetchTimeout limits each discovery or JWKS request. Default 5s.
+	FetchTimeout caddy.Duration `json:"fetch_timeout,omitempty"`
+
+	// FetchAttempts is how many times one fetch is tried. Default 2.
+	FetchAttempts int `json:"fetch_attempts,omitempty"`
+
+	// MaxJWKSSize caps the JWKS body in bytes. Default 1 MiB.
+	MaxJWKSSize int64 `json:"max_jwks_size,omitempty"`
+
+	// MaxDiscoverySize caps the discovery document in bytes. Default 256 KiB.
+	MaxDiscoverySize int64 `json:"max_discovery_size,omitempty"`
+}
 
 // CaddyModule returns the Caddy module information.
 func (OIDCAuth) CaddyModule() caddy.ModuleInfo {
@@ -26,12 +177,404 @@ func (OIDCAuth) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// ServeHTTP refuses every request until the module is written: fail closed.
+// Provision sets defaults and takes a key set per issuer from the usage
+// pool. It fetches nothing: keys are fetched on first use, so the sidecar
+// starts while an IdP is down.
+func (m *OIDCAuth) Provision(ctx caddy.Context) error {
+	m.logger = ctx.Logger()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering oidc_auth metrics: %w", err)
+	}
+	repl := caddy.NewReplacer()
+	if m.Leeway == 0 {
+		m.Leeway = caddy.Duration(defaultLeeway)
+	}
+	if len(m.Algorithms) == 0 {
+		for alg := range asymmetricAlgs {
+			m.Algorithms = append(m.Algorithms, alg)
+		}
+		slices.Sort(m.Algorithms)
+	}
+	m.algs = make(map[string]bool)
+	for _, a := range m.Algorithms {
+		m.algs[a] = true
+	}
+	if m.MaxTokenSize == 0 {
+		m.MaxTokenSize = defaultMaxTokenSize
+	}
+	if m.CacheSize == 0 {
+		m.CacheSize = defaultCacheSize
+	}
+	if m.CacheTTL == 0 {
+		m.CacheTTL = caddy.Duration(defaultCacheTTL)
+	}
+	if m.Realm == "" {
+		m.Realm = defaultRealm
+	}
+	if m.RolesClaim == "" {
+		m.RolesClaim = defaultRolesClaim
+	}
+	m.tokenType = normaliseTyp(m.TokenType)
+	m.cache = newTokenCache(m.CacheSize)
+
+	reserved := slices.Concat(defaultReservedHeaders, m.ReservedHeaders)
+	for name := range m.ForwardHeaders {
+		reserved = append(reserved, name)
+	}
+	m.reserved = newHeaderMatcher(reserved)
+
+	m.issuers = make(map[string]*issuer)
+	for _, ic := range m.Issuers {
+		if ic == nil {
+			return errors.New("oidc_auth: an issuer entry is empty; remove it or give it an issuer URL")
+		}
+		ic.Issuer = repl.ReplaceKnown(ic.Issuer, "")
+		ic.JWKSURI = repl.ReplaceKnown(ic.JWKSURI, "")
+		for i, a := range ic.Audiences {
+			ic.Audiences[i] = repl.ReplaceKnown(a, "")
+		}
+		setIssuerDefaults(ic)
+		if err := validateIssuer(ic); err != nil {
+			return err
+		}
+		if _, dup := m.issuers[ic.Issuer]; dup {
+			return fmt.Errorf("oidc_auth: issuer %q is configured twice; merge its audiences into one issuer block", ic.Issuer)
+		}
+		if err := m.provisionIssuer(ic); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setIssuerDefaults(ic *Issuer) {
+	if ic.RefreshInterval == 0 {
+		ic.RefreshInterval = caddy.Duration(defaultRefreshInterval)
+	}
+	if ic.MinRefreshInterval == 0 {
+		ic.MinRefreshInterval = caddy.Duration(defaultMinRefresh)
+	}
+	if ic.FetchTimeout == 0 {
+		ic.FetchTimeout = caddy.Duration(defaultFetchTimeout)
+	}
+	if ic.FetchAttempts == 0 {
+		ic.FetchAttempts = defaultFetchAttempts
+	}
+	if ic.MaxJWKSSize == 0 {
+		ic.MaxJWKSSize = defaultMaxJWKSBytes
+	}
+	if ic.MaxDiscoverySize == 0 {
+		ic.MaxDiscoverySize = defaultMaxDiscoveryB
+	}
+}
+
+func (m *OIDCAuth) provisionIssuer(ic *Issuer) error {
+	kc := keySetConfig{
+		Issuer:          ic.Issuer,
+		JWKSURI:         ic.JWKSURI,
+		RefreshInterval: time.Duration(ic.RefreshInterval),
+		MinRefresh:      time.Duration(ic.MinRefreshInterval),
+		FetchTimeout:    time.Duration(ic.FetchTimeout),
+		FetchAttempts:   ic.FetchAttempts,
+		MaxJWKSBytes:    ic.MaxJWKSSize,
+		MaxDiscoveryB:   ic.MaxDiscoverySize,
+	}
+	key := kc.poolKey()
+	logger := m.logger
+	val, _, err := keySets.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return newKeySet(kc, logger.Named("keys")), nil
+	})
+	if err != nil {
+		return fmt.Errorf("oidc_auth: key set for issuer %q: %w", ic.Issuer, err)
+	}
+	var algs []jose.SignatureAlgorithm
+	for _, a := range m.Algorithms {
+		algs = append(algs, jose.SignatureAlgorithm(a))
+	}
+	leeway := time.Duration(m.Leeway)
+	verifier := oidc.NewVerifier(ic.Issuer, verifyingKeySet{algs: algs}, &oidc.Config{
+		// Audiences are checked before the signature (several per issuer
+		// are allowed, go-oidc takes one); iss and exp are checked by both.
+		SkipClientIDCheck:    true,
+		SupportedSigningAlgs: m.Algorithms,
+		Now:                  func() time.Time { return time.Now().Add(-leeway) },
+	})
+	m.issuers[ic.Issuer] = &issuer{cfg: ic, audiences: ic.Audiences, keys: val.(*keySet), poolKey: key, verifier: verifier}
+	return nil
+}
+
+// Validate refuses configurations that could admit forged or unintended
+// tokens.
+func (m *OIDCAuth) Validate() error {
+	if len(m.Issuers) == 0 {
+		return errors.New("oidc_auth: no issuer configured; add `issuer <url> { audience <aud> }`")
+	}
+	for _, a := range m.Algorithms {
+		if err := checkAlgorithm(a); err != nil {
+			return err
+		}
+	}
+	if m.Leeway < 0 || time.Duration(m.Leeway) > maxLeeway {
+		return fmt.Errorf("oidc_auth: leeway %s is out of range; use 0 to %s", time.Duration(m.Leeway), maxLeeway)
+	}
+	for name, claim := range m.ForwardHeaders {
+		if err := checkForwardHeader(name, claim); err != nil {
+			return err
+		}
+	}
+	if m.MaxTokenSize < 0 {
+		return errors.New("oidc_auth: max_token_size must be positive")
+	}
+	for _, s := range m.RequireScope {
+		if s == "" || strings.ContainsAny(s, " \t\"\\") {
+			return fmt.Errorf("oidc_auth: require_scope %q is not a valid scope token", s)
+		}
+	}
+	return nil
+}
+
+// Cleanup releases this config's hold on the issuers' key sets; a key set
+// used by the next config survives the reload.
+func (m *OIDCAuth) Cleanup() error {
+	for _, iss := range m.issuers {
+		_, _ = keySets.Delete(iss.poolKey)
+	}
+	return nil
+}
+
+// ServeHTTP removes client-sent identity headers, then admits the request
+// only with a verified token.
 func (m *OIDCAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	return caddyhttp.Error(http.StatusNotImplemented, fmt.Errorf("oidc_auth is not implemented yet"))
+	dec := sidecar.DecisionFrom(r)
+	for _, name := range m.reserved.stripReserved(r.Header) {
+		dec.AddSpoofedHeader(name)
+	}
+
+	raw, status, err := m.extractToken(r)
+	if err != nil {
+		return m.refuse(w, r, status, err)
+	}
+	now := time.Now()
+	t, err := parseToken(raw)
+	if err != nil {
+		return m.refuse(w, r, http.StatusUnauthorized, err)
+	}
+	iss, err := m.precheck(t, now)
+	if err != nil {
+		return m.refuse(w, r, http.StatusUnauthorized, err)
+	}
+
+	var id *sidecar.Identity
+	ck := tokenCacheKey(iss.cfg.Issuer, raw)
+	if e, ok := m.cache.get(ck, now); ok && iss.keys.hasThumbprint(e.thumbprint) {
+		metrics.cache.WithLabelValues("hit").Inc()
+		id = e.identity
+	} else {
+		metrics.cache.WithLabelValues("miss").Inc()
+		id, err = m.verify(w, r, iss, t, raw, ck, now)
+		if err != nil || id == nil {
+			return err
+		}
+	}
+
+	if missing := m.missingScopes(id); len(missing) > 0 {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="insufficient_scope", scope=%q`,
+			m.Realm, strings.Join(m.RequireScope, " ")))
+		return m.deny(w, r, http.StatusForbidden, sidecar.ReasonInsufficientScope, "the token lacks a required scope")
+	}
+
+	r = sidecar.WithIdentity(r, id)
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	setPlaceholders(repl, id)
+	m.forwardHeaders(r, id)
+	if !m.ForwardToken {
+		r.Header.Del("Authorization")
+	}
+	metrics.decisions.WithLabelValues("allow", sidecar.ReasonOK).Inc()
+	return next.ServeHTTP(w, r)
+}
+
+// verify resolves the issuer's keys and checks the signature; it writes the
+// refusal itself and returns a nil identity when it refused.
+func (m *OIDCAuth) verify(w http.ResponseWriter, r *http.Request, iss *issuer, t *preToken, raw string, ck cacheKey, now time.Time) (*sidecar.Identity, error) {
+	keys, retryAfter, err := iss.keys.lookup(r.Context(), t.kid, t.alg)
+	if errors.Is(err, errKeysUnavailable) {
+		secs := int(retryAfter.Round(time.Second) / time.Second)
+		w.Header().Set("Retry-After", fmt.Sprint(max(secs, 1)))
+		m.debug("issuer keys unavailable", sidecar.ReasonKeysUnavailable, iss.cfg.Issuer, err)
+		return nil, m.deny(w, r, http.StatusServiceUnavailable, sidecar.ReasonKeysUnavailable, "the issuer's signing keys are not available yet; retry later")
+	}
+	if err != nil {
+		return nil, m.refuse(w, r, http.StatusUnauthorized, &parseError{reason: sidecar.ReasonTokenInvalid, msg: err.Error()})
+	}
+	payload, used, err := iss.verify(r.Context(), raw, keys)
+	if err != nil {
+		return nil, m.refuse(w, r, http.StatusUnauthorized, err)
+	}
+	if !bytes.Equal(payload, t.payload) {
+		// Cannot happen with a compact JWS; if it ever does, trust only
+		// the verified bytes.
+		vt := &preToken{alg: t.alg, kid: t.kid, typ: t.typ}
+		if err := vt.decodeClaims(payload); err != nil {
+			return nil, m.refuse(w, r, http.StatusUnauthorized, err)
+		}
+		if iss2, err := m.precheck(vt, now); err != nil || iss2 != iss {
+			return nil, m.refuse(w, r, http.StatusUnauthorized, &parseError{reason: sidecar.ReasonTokenInvalid, msg: "verified claims differ"})
+		}
+		t = vt
+	}
+	id := m.newIdentity(t, iss)
+	expires := now.Add(time.Duration(m.CacheTTL))
+	if t.exp.Before(expires) {
+		expires = t.exp
+	}
+	m.cache.put(&cacheEntry{key: ck, identity: id, thumbprint: used.thumbprint, expires: expires})
+	return id, nil
+}
+
+// extractToken returns the bearer token of the one Authorization header
+// (RFC 6750 2.1). The query string and the body are never read.
+func (m *OIDCAuth) extractToken(r *http.Request) (string, int, error) {
+	values := r.Header.Values("Authorization")
+	switch {
+	case len(values) == 0:
+		return "", http.StatusUnauthorized, &parseError{reason: sidecar.ReasonTokenMissing, msg: "no Authorization header"}
+	case len(values) > 1:
+		return "", http.StatusBadRequest, &parseError{reason: sidecar.ReasonTokenMalformed, msg: "more than one Authorization header"}
+	}
+	v := values[0]
+	if len(v) > m.MaxTokenSize {
+		return "", http.StatusUnauthorized, &parseError{reason: sidecar.ReasonTokenMalformed, msg: "token exceeds max_token_size"}
+	}
+	scheme, token, ok := strings.Cut(v, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", http.StatusUnauthorized, &parseError{reason: sidecar.ReasonTokenMissing, msg: "Authorization is not a Bearer credential"}
+	}
+	token = strings.TrimLeft(token, " ")
+	if token == "" || strings.ContainsAny(token, " \t,") {
+		return "", http.StatusUnauthorized, &parseError{reason: sidecar.ReasonTokenMalformed, msg: "bearer credential is not one b64token"}
+	}
+	return token, 0, nil
+}
+
+// forwardHeaders sets the configured headers from verified claims.
+func (m *OIDCAuth) forwardHeaders(r *http.Request, id *sidecar.Identity) {
+	for name, path := range m.ForwardHeaders {
+		v, ok := id.Claim(path)
+		if !ok {
+			continue
+		}
+		s, ok := headerValue(v)
+		if !ok {
+			if c := m.logger.Check(zapcore.WarnLevel, "claim not forwarded: value unsafe for a header"); c != nil {
+				c.Write(zap.String("header", name), zap.String("claim", path))
+			}
+			continue
+		}
+		r.Header.Set(name, s)
+	}
+}
+
+// refuse answers a failed check: 401 with a Bearer challenge (no error code
+// when there was no token, RFC 6750 3.1), or 400 for a malformed request.
+func (m *OIDCAuth) refuse(w http.ResponseWriter, r *http.Request, status int, err error) error {
+	var pe *parseError
+	if !errors.As(err, &pe) {
+		pe = &parseError{reason: sidecar.ReasonTokenInvalid, msg: "unexpected verification error"}
+	}
+	switch {
+	case pe.reason == sidecar.ReasonTokenMissing:
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q`, m.Realm))
+	case status == http.StatusBadRequest:
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="invalid_request"`, m.Realm))
+	default:
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="invalid_token"`, m.Realm))
+	}
+	m.debug("request refused", pe.reason, "", errors.New(pe.msg))
+	return m.deny(w, r, status, pe.reason, reasonDetail[pe.reason])
+}
+
+func (m *OIDCAuth) deny(w http.ResponseWriter, r *http.Request, status int, reason, detail string) error {
+	metrics.decisions.WithLabelValues("deny", reason).Inc()
+	return sidecar.Refuse(w, r, status, reason, detail)
+}
+
+func (m *OIDCAuth) debug(msg, reason, issuer string, err error) {
+	if c := m.logger.Check(zapcore.DebugLevel, msg); c != nil {
+		fields := []zap.Field{zap.String("reason", reason), zap.Error(err)}
+		if issuer != "" {
+			fields = append(fields, zap.String("issuer", issuer))
+		}
+		c.Write(fields...)
+	}
+}
+
+// reasonDetail is the problem+json detail per reason: what the client can
+// fix, never which signature check failed.
+var reasonDetail = map[string]string{
+	sidecar.ReasonTokenMissing:        "send an access token as `Authorization: Bearer <token>`",
+	sidecar.ReasonTokenMalformed:      "the bearer token is not a well-formed signed JWT of acceptable size, in exactly one Authorization header",
+	sidecar.ReasonTokenInvalid:        "the bearer token could not be verified",
+	sidecar.ReasonTokenExpired:        "the bearer token has expired",
+	sidecar.ReasonTokenNotYetValid:    "the bearer token is not valid yet",
+	sidecar.ReasonIssuerUnknown:       "the bearer token's issuer is not trusted here",
+	sidecar.ReasonAudienceMismatch:    "the bearer token is not intended for this service",
+	sidecar.ReasonAlgorithmNotAllowed: "the bearer token's signature algorithm is not allowed",
+	sidecar.ReasonTokenTypeInvalid:    "the bearer token is not an access token of the required type",
+}
+
+// checkAlgorithm refuses anything but the asymmetric JWS algorithms.
+func checkAlgorithm(a string) error {
+	if asymmetricAlgs[a] {
+		return nil
+	}
+	if strings.EqualFold(a, "none") || strings.HasPrefix(strings.ToUpper(a), "HS") {
+		return fmt.Errorf("oidc_auth: algorithm %q is not allowed: only asymmetric algorithms (RS*, PS*, ES*, EdDSA) can prove who signed a token", a)
+	}
+	return fmt.Errorf("oidc_auth: unknown algorithm %q; use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA", a)
+}
+
+func validateIssuer(ic *Issuer) error {
+	u, err := url.Parse(ic.Issuer)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("oidc_auth: issuer %q must be an absolute http(s) URL without query or fragment", ic.Issuer)
+	}
+	if len(ic.Audiences) == 0 || slices.Contains(ic.Audiences, "") {
+		return fmt.Errorf("oidc_auth: issuer %q has no audience; add `audience <your-api>` to its block (an empty audience would accept tokens meant for any service)", ic.Issuer)
+	}
+	if ic.JWKSURI != "" {
+		if u, err := url.Parse(ic.JWKSURI); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("oidc_auth: jwks_uri %q of issuer %q must be an absolute http(s) URL", ic.JWKSURI, ic.Issuer)
+		}
+	}
+	if ic.RefreshInterval < 0 || ic.MinRefreshInterval < 0 || ic.FetchTimeout < 0 || ic.FetchAttempts < 0 || ic.MaxJWKSSize < 0 || ic.MaxDiscoverySize < 0 {
+		return fmt.Errorf("oidc_auth: issuer %q has a negative key setting", ic.Issuer)
+	}
+	return nil
+}
+
+func checkForwardHeader(name, claim string) error {
+	if name == "" || claim == "" {
+		return errors.New("oidc_auth: forward_header needs a header name and a claim path")
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("oidc_auth: forward_header name %q is not a valid header name", name)
+		}
+	}
+	switch normaliseHeaderName(name) {
+	case "authorization", "host", "connection", "content-length", "transfer-encoding", "cookie", "te", "upgrade", "proxy-authorization":
+		return fmt.Errorf("oidc_auth: forward_header %q would overwrite a protocol header; choose another name", name)
+	}
+	return nil
 }
 
 // Interface guards
 var (
+	_ caddy.Provisioner           = (*OIDCAuth)(nil)
+	_ caddy.Validator             = (*OIDCAuth)(nil)
+	_ caddy.CleanerUpper          = (*OIDCAuth)(nil)
 	_ caddyhttp.MiddlewareHandler = (*OIDCAuth)(nil)
+	_ caddyfile.Unmarshaler       = (*OIDCAuth)(nil)
 )

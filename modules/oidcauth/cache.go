@@ -1,0 +1,92 @@
+package oidcauth
+
+import (
+	"container/list"
+	"crypto/sha256"
+	"sync"
+	"time"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
+)
+
+// tokenCache remembers verified tokens so that a client repeating one token
+// costs a hash instead of a signature check. It is bounded (least recently
+// used entries go first), keyed by issuer and the SHA-256 of the token (the
+// token itself is never kept), and an entry expires no later than the
+// token's exp and no later than its maximum age.
+//
+// A token string variant (malleated signature, different base64 padding
+// bits) simply misses and is verified: keying on the string is safe.
+type tokenCache struct {
+	mu      sync.Mutex
+	max     int
+	entries map[cacheKey]*list.Element
+	order   *list.List // front = most recently used
+}
+
+type cacheKey struct {
+	issuer string
+	sum    [sha256.Size]byte
+}
+
+type cacheEntry struct {
+	key        cacheKey
+	identity   *sidecar.Identity
+	thumbprint string // the key that verified the token
+	expires    time.Time
+}
+
+func newTokenCache(max int) *tokenCache {
+	return &tokenCache{max: max, entries: make(map[cacheKey]*list.Element), order: list.New()}
+}
+
+func tokenCacheKey(issuer, token string) cacheKey {
+	return cacheKey{issuer: issuer, sum: sha256.Sum256([]byte(token))}
+}
+
+// get returns the cached entry for key if it has not expired at now.
+func (c *tokenCache) get(key cacheKey, now time.Time) (*cacheEntry, bool) {
+	if c == nil || c.max <= 0 {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.entries[key]
+	if !ok {
+		return nil, false
+	}
+	e := el.Value.(*cacheEntry)
+	if !now.Before(e.expires) {
+		c.order.Remove(el)
+		delete(c.entries, key)
+		return nil, false
+	}
+	c.order.MoveToFront(el)
+	return e, true
+}
+
+// put stores an entry, evicting the least recently used one when full.
+func (c *tokenCache) put(e *cacheEntry) {
+	if c == nil || c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.entries[e.key]; ok {
+		el.Value = e
+		c.order.MoveToFront(el)
+		return
+	}
+	for c.order.Len() >= c.max {
+		oldest := c.order.Back()
+		c.order.Remove(oldest)
+		delete(c.entries, oldest.Value.(*cacheEntry).key)
+	}
+	c.entries[e.key] = c.order.PushFront(e)
+}
+
+func (c *tokenCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.order.Len()
+}

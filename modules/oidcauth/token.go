@@ -1,0 +1,244 @@
+package oidcauth
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
+)
+
+// preToken is a bearer token split and decoded but NOT verified. Its fields
+// only decide which checks run next; nothing in it is trusted until the
+// signature has been verified by the issuer's own keys.
+type preToken struct {
+	alg string
+	kid string
+	typ string
+
+	payload []byte // decoded payload segment
+	claims  map[string]any
+	iss     string
+	aud     []string
+	exp     time.Time
+	hasExp  bool
+	nbf     time.Time
+	hasNbf  bool
+	iat     time.Time
+	hasIat  bool
+}
+
+// parseError is a pre-check failure with its reason code. The message is for
+// debug logs only and never contains any part of the token.
+type parseError struct {
+	reason string
+	msg    string
+}
+
+func (e *parseError) Error() string { return e.reason + ": " + e.msg }
+
+func malformed(msg string) error { return &parseError{reason: sidecar.ReasonTokenMalformed, msg: msg} }
+
+// maxHeaderBytes caps the decoded JOSE header; real headers are < 1 KiB.
+const maxHeaderBytes = 4 << 10
+
+// parseToken splits a compact JWS into its three base64url segments and
+// decodes the header and the payload, without any key. It refuses JWE
+// (five segments), unsecured tokens and anything that is not plain JSON. It
+// does no I/O, so a malformed token never causes a key fetch.
+func parseToken(raw string) (*preToken, error) {
+	if raw == "" {
+		return nil, malformed("empty token")
+	}
+	first := strings.IndexByte(raw, '.')
+	if first < 0 {
+		return nil, malformed("not a compact JWS: no '.'")
+	}
+	second := strings.IndexByte(raw[first+1:], '.')
+	if second < 0 {
+		return nil, malformed("not a compact JWS: two segments")
+	}
+	second += first + 1
+	if strings.IndexByte(raw[second+1:], '.') >= 0 {
+		return nil, malformed("not a compact JWS: more than three segments")
+	}
+	hSeg, pSeg, sSeg := raw[:first], raw[first+1:second], raw[second+1:]
+	if hSeg == "" || pSeg == "" || sSeg == "" {
+		return nil, malformed("empty segment")
+	}
+	if len(hSeg) > base64.RawURLEncoding.EncodedLen(maxHeaderBytes) {
+		return nil, malformed("header too large")
+	}
+	hdr, err := base64.RawURLEncoding.Strict().DecodeString(hSeg)
+	if err != nil {
+		return nil, malformed("header is not base64url")
+	}
+	if _, err := base64.RawURLEncoding.Strict().DecodeString(sSeg); err != nil {
+		return nil, malformed("signature is not base64url")
+	}
+	payload, err := base64.RawURLEncoding.Strict().DecodeString(pSeg)
+	if err != nil {
+		return nil, malformed("payload is not base64url")
+	}
+	t := &preToken{payload: payload}
+	if err := t.decodeHeader(hdr); err != nil {
+		return nil, err
+	}
+	if err := t.decodeClaims(payload); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *preToken) decodeHeader(hdr []byte) error {
+	var h map[string]any
+	if err := strictUnmarshal(hdr, &h); err != nil || h == nil {
+		return malformed("header is not a JSON object")
+	}
+	var ok bool
+	if t.alg, ok = stringMember(h, "alg"); !ok || t.alg == "" {
+		return malformed("header has no string alg")
+	}
+	if _, present := h["kid"]; present {
+		if t.kid, ok = stringMember(h, "kid"); !ok {
+			return malformed("header kid is not a string")
+		}
+	}
+	if _, present := h["typ"]; present {
+		if t.typ, ok = stringMember(h, "typ"); !ok {
+			return malformed("header typ is not a string")
+		}
+	}
+	// We implement no JWS extension: a token that requires one must be
+	// refused (RFC 7515 4.1.11). "b64": false would change what is signed.
+	if _, present := h["crit"]; present {
+		return &parseError{reason: sidecar.ReasonTokenInvalid, msg: "header has crit extensions"}
+	}
+	if _, present := h["b64"]; present {
+		return &parseError{reason: sidecar.ReasonTokenInvalid, msg: "header has b64"}
+	}
+	// jku, x5u, x5c and jwk are ignored on purpose: keys come only from
+	// the issuer's configured key set.
+	return nil
+}
+
+func (t *preToken) decodeClaims(payload []byte) error {
+	if err := strictUnmarshal(payload, &t.claims); err != nil || t.claims == nil {
+		return malformed("payload is not a JSON object")
+	}
+	if v, present := t.claims["iss"]; present {
+		s, ok := v.(string)
+		if !ok {
+			return malformed("iss is not a string")
+		}
+		t.iss = s
+	}
+	switch v := t.claims["aud"].(type) {
+	case nil:
+	case string:
+		t.aud = []string{v}
+	case []any:
+		for _, a := range v {
+			s, ok := a.(string)
+			if !ok {
+				return malformed("aud holds a non-string")
+			}
+			t.aud = append(t.aud, s)
+		}
+	default:
+		return malformed("aud is neither a string nor an array")
+	}
+	var err error
+	if t.exp, t.hasExp, err = numericDate(t.claims, "exp"); err != nil {
+		return err
+	}
+	if t.nbf, t.hasNbf, err = numericDate(t.claims, "nbf"); err != nil {
+		return err
+	}
+	if t.iat, t.hasIat, err = numericDate(t.claims, "iat"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// numericDate reads an RFC 7519 NumericDate. Unlike go-oidc it refuses a
+// date given as a JSON string: a number is what the RFC requires.
+func numericDate(claims map[string]any, name string) (time.Time, bool, error) {
+	v, present := claims[name]
+	if !present {
+		return time.Time{}, false, nil
+	}
+	n, ok := v.(json.Number)
+	if !ok {
+		return time.Time{}, false, malformed(name + " is not a number")
+	}
+	f, err := n.Float64()
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e11 {
+		return time.Time{}, false, malformed(name + " is out of range")
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)), true, nil
+}
+
+// strictUnmarshal decodes one JSON value, keeping numbers exact, and refuses
+// trailing data and duplicate keys at the top level: a claim that two JSON
+// parsers could read differently is not a claim we can vouch for.
+func strictUnmarshal(data []byte, v *map[string]any) error {
+	if err := rejectDuplicateTopLevelKeys(data); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON value")
+	}
+	if _, err := dec.Token(); err == nil {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+func rejectDuplicateTopLevelKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errors.New("not a JSON object")
+	}
+	seen := make(map[string]struct{}, 16)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return errors.New("object key is not a string")
+		}
+		if _, dup := seen[key]; dup {
+			return errors.New("duplicate key")
+		}
+		seen[key] = struct{}{}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stringMember returns the string value of a header member and whether it
+// is a JSON string.
+func stringMember(h map[string]any, name string) (string, bool) {
+	s, ok := h[name].(string)
+	return s, ok
+}
