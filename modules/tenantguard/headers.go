@@ -84,13 +84,19 @@ func foldHeaderByte(c byte) byte {
 }
 
 // scrubDisguised removes every header that folds to the tenant header's
-// name but is not spelled as its canonical key (X_Tenant_ID, x-tenant_id,
-// X-TENANT_ID...), and records each as a spoofed header. Copies differing
-// only in case are already merged into the canonical key by net/http, where
-// checkTenantHeader sees them as duplicates.
+// name through '_' (X_Tenant_ID, x-tenant_id, X-TENANT_ID...), and records
+// each as a spoofed header. A key that differs from the canonical key only in
+// case is the same header by HTTP's rules: net/http already merges those, and
+// any that reach here another way are merged too, so checkTenantHeader sees
+// every copy and refuses duplicates.
 func scrubDisguised(h http.Header, key string, decision *sidecar.Decision) {
-	for name := range h {
-		if name != key && sameHeaderName(name, key) {
+	for name, values := range h {
+		switch {
+		case name == key || !sameHeaderName(name, key):
+		case strings.EqualFold(name, key):
+			delete(h, name)
+			h[key] = append(h[key], values...)
+		default:
 			delete(h, name)
 			decision.AddSpoofedHeader(name)
 		}
