@@ -1,22 +1,76 @@
-// Package auditlog implements the audit_log HTTP handler (module http.handlers.audit_log).
+// Package auditlog implements the audit_log HTTP handler (module
+// http.handlers.audit_log): one tamper-evident, pseudonymous JSON record for
+// every request, written after the response through one of Caddy's log
+// writers, plus request metrics and security events.
 //
-// SKELETON: being written; not usable yet.
+// It is the outermost sidecar handler. It puts the decision record into the
+// request, lets the other handlers fill it in, and writes it when they are
+// done, whether they allowed the request, refused it or failed.
 package auditlog
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/logging"
+	"go.uber.org/zap"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 func init() {
 	caddy.RegisterModule(AuditLog{})
 }
 
-// AuditLog is the audit_log handler.
-type AuditLog struct{}
+// AuditLog writes one audit record per request. See the README for the
+// record format.
+type AuditLog struct {
+	// OutputRaw is where records go: one of Caddy's log writer modules
+	// (namespace caddy.logging.writers: file, stderr, stdout, net). Required.
+	// Use a destination of its own: other lines in it break verification.
+	OutputRaw json.RawMessage `json:"output,omitempty" caddy:"namespace=caddy.logging.writers inline_key=output"`
+
+	// PseudonymKey is the secret from which the per-tenant pseudonym keys
+	// are derived, at least 16 bytes. Accepts placeholders such as
+	// {env.AUDIT_KEY}, resolved when the config loads. Required unless
+	// PseudonymizeOff is set. Changing it changes every pseudonym.
+	PseudonymKey string `json:"pseudonym_key,omitempty"`
+
+	// PseudonymizeOff writes subjects and client IDs in clear. For
+	// development only: the log then holds personal data.
+	PseudonymizeOff bool `json:"pseudonymize_off,omitempty"`
+
+	// Keyring is the file holding one random salt per tenant. Defaults to
+	// <output file>.keyring.json next to a file output, otherwise
+	// audit-keyring.json in Caddy's data directory. Accepts placeholders.
+	Keyring string `json:"keyring,omitempty"`
+
+	// Instance names this sidecar in the records' `instance` field, to which
+	// a random suffix per process start is added. Defaults to the host name.
+	Instance string `json:"instance,omitempty"`
+
+	// OnWriteFailure is what happens to requests while the audit output
+	// cannot be written: "refuse" (default) answers 503 audit_unavailable,
+	// "allow" serves them unaudited (failures are still counted and logged).
+	OnWriteFailure string `json:"on_write_failure,omitempty"`
+
+	// MetricsTenantLabel adds a tenant label to the request and withheld
+	// metrics. Off by default to bound cardinality.
+	MetricsTenantLabel bool `json:"metrics_tenant_label,omitempty"`
+
+	sink    *sink
+	pseudo  *pseudonymizer
+	metrics *metrics
+	logger  *zap.Logger
+}
 
 // CaddyModule returns the Caddy module information.
 func (AuditLog) CaddyModule() caddy.ModuleInfo {
@@ -26,12 +80,308 @@ func (AuditLog) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// ServeHTTP refuses every request until the module is written: fail closed.
-func (m *AuditLog) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	return caddyhttp.Error(http.StatusNotImplemented, fmt.Errorf("audit_log is not implemented yet"))
+// Provision opens the output (continuing its chain), resolves the pseudonym
+// key and registers the metrics.
+func (m *AuditLog) Provision(ctx caddy.Context) error {
+	m.logger = ctx.Logger()
+	if err := m.checkConfig(); err != nil {
+		return err
+	}
+	if m.OutputRaw == nil {
+		return errors.New("audit_log: no output configured; add `output file /var/log/sidecar/audit.jsonl` (or stderr, net)")
+	}
+	mod, err := ctx.LoadModule(m, "OutputRaw")
+	if err != nil {
+		return fmt.Errorf("audit_log: loading the output: %v", err)
+	}
+	wo := mod.(caddy.WriterOpener)
+
+	repl := caddy.NewReplacer()
+	if !m.PseudonymizeOff {
+		secret, err := repl.ReplaceOrErr(m.PseudonymKey, true, true)
+		if err != nil {
+			return fmt.Errorf("audit_log: pseudonym_key: %v (set the environment variable it names)", err)
+		}
+		if len(secret) < 16 {
+			return errors.New("audit_log: pseudonym_key is shorter than 16 bytes; use a long random secret, e.g. `openssl rand -base64 32`")
+		}
+		keyring, err := repl.ReplaceOrErr(m.Keyring, false, true)
+		if err != nil {
+			return fmt.Errorf("audit_log: keyring: %v", err)
+		}
+		if keyring == "" {
+			keyring = defaultKeyring(wo)
+		}
+		if m.pseudo, err = newPseudonymizer([]byte(secret), keyring); err != nil {
+			return fmt.Errorf("audit_log: %v", err)
+		}
+	} else {
+		m.logger.Warn("audit_log writes subjects and client IDs in clear (pseudonymize off): for development only")
+	}
+
+	if m.metrics, err = newMetrics(ctx.GetMetricsRegistry(), m.MetricsTenantLabel); err != nil {
+		return fmt.Errorf("audit_log: %v", err)
+	}
+	if m.sink, err = openSink(wo, defaultInstance(m.Instance)); err != nil {
+		return fmt.Errorf("audit_log: %v", err)
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (m *AuditLog) Validate() error { return m.checkConfig() }
+
+func (m *AuditLog) checkConfig() error {
+	if !m.PseudonymizeOff && m.PseudonymKey == "" {
+		return errors.New("audit_log: pseudonym_key is required (e.g. `pseudonym_key {env.AUDIT_KEY}`); `pseudonymize off` is for development only")
+	}
+	switch m.OnWriteFailure {
+	case "", "refuse", "allow":
+	default:
+		return fmt.Errorf("audit_log: on_write_failure must be refuse or allow, not %q", m.OnWriteFailure)
+	}
+	return nil
+}
+
+// Cleanup releases the shared output; the last config using it closes it.
+func (m *AuditLog) Cleanup() error {
+	if m.sink == nil {
+		return nil
+	}
+	_, err := sinks.Delete(m.sink.key)
+	return err
+}
+
+// ServeHTTP runs the rest of the chain and writes the request's record
+// after the response, also when a handler refused the request, failed or
+// panicked. An error from next is returned unchanged, for handle_errors.
+func (m *AuditLog) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
+	start := time.Now()
+	r, d := sidecar.WithDecision(r)
+	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
+
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		// A handler panicked: record it, then let Caddy's recovery answer.
+		// http.ErrAbortHandler (an aborted proxied body) keeps the status
+		// already sent; anything else is a 500.
+		p := recover()
+		d.Deny(http.StatusInternalServerError, sidecar.ReasonHandlerError)
+		var perr error
+		if rec.Status() == 0 {
+			perr = caddyhttp.Error(http.StatusInternalServerError, errors.New("handler panicked"))
+		}
+		m.record(r, d, rec, perr, start)
+		panic(p)
+	}()
+
+	if m.sink.failing.Load() && m.OnWriteFailure != "allow" {
+		err = sidecar.Refuse(rec, r, http.StatusServiceUnavailable, sidecar.ReasonAuditUnavailable,
+			"the audit log cannot be written; the request was not served")
+	} else {
+		err = next.ServeHTTP(rec, r)
+	}
+	done = true
+	m.record(r, d, rec, err, start)
+	return err
+}
+
+// record builds, writes and counts the request's record.
+func (m *AuditLog) record(r *http.Request, d *sidecar.Decision, rw caddyhttp.ResponseRecorder, handlerErr error, start time.Time) {
+	rec := recordPool.Get().(*Record)
+	defer putRecord(rec)
+	m.fill(rec, r, d, rw, handlerErr, start)
+
+	bp := bufPool.Get().(*[]byte)
+	head := appendHead((*bp)[:0], rec)
+	seq, werr := m.sink.write(head)
+	*bp = head
+	bufPool.Put(bp)
+
+	m.metrics.observe(rec, werr)
+	if werr != nil {
+		m.logger.Error("audit record not written: requests are refused until the audit output works again",
+			zap.String("output", m.sink.name), zap.Uint64("seq", seq),
+			zap.String("request_id", rec.RequestID), zap.Error(werr))
+	}
+	if rec.SecurityEvent != "" {
+		if ce := m.logger.Check(zap.WarnLevel, "security event"); ce != nil {
+			ce.Write(
+				zap.String("security_event", rec.SecurityEvent),
+				zap.String("request_id", rec.RequestID),
+				zap.String("reason", rec.Reason),
+				zap.Int("status", rec.Status),
+				zap.String("method", rec.Method),
+				zap.String("host", rec.Host),
+				zap.String("path", rec.Path),
+				zap.String("tenant", rec.Tenant),
+				zap.String("subject", rec.Subject),
+				zap.String("issuer", rec.Issuer),
+				zap.String("connector", rec.Connector),
+				zap.Strings("spoofed_headers", rec.SpoofedHeaders),
+				zap.Uint64("seq", seq),
+			)
+		}
+	}
+}
+
+// fill copies what may be written about the request into rec.
+func (m *AuditLog) fill(rec *Record, r *http.Request, d *sidecar.Decision, rw caddyhttp.ResponseRecorder, handlerErr error, start time.Time) {
+	rec.TS = start.UTC().Format(time.RFC3339Nano)
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl != nil {
+		rec.RequestID, _ = repl.GetString("http.request.uuid")
+	}
+	rec.Status = rw.Status()
+	rec.Reason = d.Reason
+	if handlerErr != nil {
+		var he caddyhttp.HandlerError
+		status := http.StatusInternalServerError
+		if errors.As(handlerErr, &he) && he.StatusCode != 0 {
+			status = he.StatusCode
+		}
+		rec.Status = status
+		if rec.Reason == "" {
+			rec.Reason = errorReason(status)
+		}
+	}
+	if rec.Status == 0 {
+		rec.Status = http.StatusOK // net/http's implicit status
+	}
+	if rec.Reason == "" {
+		rec.Decision, rec.Reason = "allow", sidecar.ReasonOK
+	} else {
+		rec.Decision = "deny"
+	}
+	rec.Method = r.Method
+	rec.Host = r.Host
+	rec.Path = r.URL.Path
+	rec.QueryParams = appendQueryNames(rec.QueryParams[:0], r.URL.RawQuery)
+	rec.Tenant = d.Tenant
+	if id := d.Identity; id != nil {
+		rec.Issuer = id.Issuer
+		rec.Scopes = id.Scopes
+		rec.Subject = m.pseudonym(rec, "sub", id.Issuer, id.Subject)
+		rec.ClientID = m.pseudonym(rec, "client", id.Issuer, id.ClientID)
+	}
+	rec.Connector = d.Connector
+	rec.Policy = d.Policy
+	rec.Endpoint = d.Endpoint
+	rec.FieldsRemoved = d.FieldsRemoved
+	rec.Withheld = d.Withheld
+	rec.SpoofedHeaders = d.SpoofedHeaders
+	rec.SecurityEvent = securityEvent(rec.Decision, rec.Reason, d.SpoofedHeaders)
+	rec.BytesOut = int64(rw.Size())
+	rec.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+}
+
+// pseudonym returns value's pseudonym, or a marker when no pseudonym could
+// be made: never the value itself.
+func (m *AuditLog) pseudonym(rec *Record, kind, issuer, value string) string {
+	if m.pseudo == nil {
+		return value
+	}
+	p, err := m.pseudo.pseudonym(rec.Tenant, kind, issuer, value)
+	if err != nil {
+		m.logger.Error("cannot pseudonymise for the audit record; writing a marker instead", zap.Error(err))
+		return "unavailable"
+	}
+	return p
+}
+
+// errorReason names a handler error that no sidecar module explained.
+func errorReason(status int) string {
+	switch status {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return sidecar.ReasonUpstreamUnavailable
+	case 499:
+		return sidecar.ReasonClientClosed
+	}
+	return sidecar.ReasonHandlerError
+}
+
+// securityEvent returns the security_event value for a record, or "". An
+// upstream outage is not an attack, although its code starts with upstream_.
+func securityEvent(decision, reason string, spoofed []string) string {
+	if decision == "deny" && reason != sidecar.ReasonUpstreamUnavailable && sidecar.IsSecurityEvent(reason) {
+		return reason
+	}
+	if len(spoofed) > 0 {
+		return sidecar.ReasonSpoofedHeader
+	}
+	return ""
+}
+
+// maxQueryNames bounds the query parameter names listed in one record.
+const maxQueryNames = 16
+
+// appendQueryNames lists the query's parameter names, never values. A name
+// that does not look like an identifier (it may be a value or a token sent
+// without "=") is listed as "?".
+func appendQueryNames(names []string, rawQuery string) []string {
+	for rawQuery != "" && len(names) < maxQueryNames {
+		var part string
+		part, rawQuery, _ = strings.Cut(rawQuery, "&")
+		name, _, hasValue := strings.Cut(part, "=")
+		if name == "" && !hasValue {
+			continue
+		}
+		if !hasValue || !isParamName(name) {
+			name = "?"
+		}
+		dup := false
+		for _, n := range names {
+			if n == name {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+func isParamName(s string) bool {
+	if len(s) == 0 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == '[' || c == ']') {
+			return false
+		}
+	}
+	return true
+}
+
+// defaultKeyring is next to a file output, otherwise in Caddy's data directory.
+func defaultKeyring(wo caddy.WriterOpener) string {
+	if fw, ok := wo.(*logging.FileWriter); ok {
+		return fw.Filename + ".keyring.json"
+	}
+	return filepath.Join(caddy.AppDataDir(), "audit-keyring.json")
+}
+
+var (
+	recordPool = sync.Pool{New: func() any { return new(Record) }}
+	bufPool    = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+)
+
+func putRecord(rec *Record) {
+	qp := rec.QueryParams[:0]
+	*rec = Record{QueryParams: qp}
+	recordPool.Put(rec)
 }
 
 // Interface guards
 var (
+	_ caddy.Provisioner           = (*AuditLog)(nil)
+	_ caddy.Validator             = (*AuditLog)(nil)
+	_ caddy.CleanerUpper          = (*AuditLog)(nil)
 	_ caddyhttp.MiddlewareHandler = (*AuditLog)(nil)
 )

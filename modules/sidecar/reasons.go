@@ -47,6 +47,13 @@ const (
 	// audit_log
 	ReasonAuditUnavailable = "audit_unavailable"
 	ReasonSpoofedHeader    = "spoofed_identity_header"
+	// ReasonUpstreamUnavailable: reverse_proxy could not get a response
+	// (502, 503, 504). An outage, not an attack: not a security event.
+	ReasonUpstreamUnavailable = "upstream_unavailable"
+	// ReasonClientClosed: the client went away before the response (499).
+	ReasonClientClosed = "client_closed"
+	// ReasonHandlerError: a handler failed without a sidecar reason.
+	ReasonHandlerError = "handler_error"
 )
 
 // securityReasons are refusals that suggest an attack rather than a mistake.

@@ -1,0 +1,211 @@
+package auditlog
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Record is one line of the audit log. The field names are a contract: log
+// pipelines, `privacy-sidecar audit verify` and the README depend on them.
+// It holds names, codes, counts, path patterns and pseudonyms, never a token,
+// a header value, a query value, a body or a raw subject.
+type Record struct {
+	TS             string   `json:"ts"`
+	RequestID      string   `json:"request_id"`
+	Decision       string   `json:"decision"`
+	Reason         string   `json:"reason"`
+	Status         int      `json:"status"`
+	Method         string   `json:"method"`
+	Host           string   `json:"host"`
+	Path           string   `json:"path"`
+	QueryParams    []string `json:"query_params,omitempty"`
+	Tenant         string   `json:"tenant"`
+	Subject        string   `json:"subject"`
+	ClientID       string   `json:"client_id"`
+	Issuer         string   `json:"issuer"`
+	Scopes         []string `json:"scopes"`
+	Connector      string   `json:"connector"`
+	Policy         string   `json:"policy"`
+	Endpoint       string   `json:"endpoint,omitempty"`
+	FieldsRemoved  int      `json:"fields_removed"`
+	Withheld       []string `json:"withheld"`
+	SpoofedHeaders []string `json:"spoofed_headers,omitempty"`
+	SecurityEvent  string   `json:"security_event,omitempty"`
+	BytesOut       int64    `json:"bytes_out"`
+	DurationMS     float64  `json:"duration_ms"`
+	Instance       string   `json:"instance"`
+	Seq            uint64   `json:"seq"`
+	PrevHash       string   `json:"prev_hash"`
+	Hash           string   `json:"hash"`
+}
+
+// genesisHash is the prev_hash of a chain's first record.
+const genesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// appendHead appends the canonical JSON of every field that does not depend
+// on the chain (everything up to duration_ms), without the closing brace.
+// It runs outside the sink's lock.
+func appendHead(b []byte, rec *Record) []byte {
+	b = append(b, `{"ts":`...)
+	b = appendString(b, rec.TS)
+	b = append(b, `,"request_id":`...)
+	b = appendString(b, rec.RequestID)
+	b = append(b, `,"decision":`...)
+	b = appendString(b, rec.Decision)
+	b = append(b, `,"reason":`...)
+	b = appendString(b, rec.Reason)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(rec.Status), 10)
+	b = append(b, `,"method":`...)
+	b = appendString(b, rec.Method)
+	b = append(b, `,"host":`...)
+	b = appendString(b, rec.Host)
+	b = append(b, `,"path":`...)
+	b = appendString(b, rec.Path)
+	if len(rec.QueryParams) > 0 {
+		b = append(b, `,"query_params":`...)
+		b = appendStrings(b, rec.QueryParams)
+	}
+	b = append(b, `,"tenant":`...)
+	b = appendString(b, rec.Tenant)
+	b = append(b, `,"subject":`...)
+	b = appendString(b, rec.Subject)
+	b = append(b, `,"client_id":`...)
+	b = appendString(b, rec.ClientID)
+	b = append(b, `,"issuer":`...)
+	b = appendString(b, rec.Issuer)
+	b = append(b, `,"scopes":`...)
+	b = appendStrings(b, rec.Scopes)
+	b = append(b, `,"connector":`...)
+	b = appendString(b, rec.Connector)
+	b = append(b, `,"policy":`...)
+	b = appendString(b, rec.Policy)
+	if rec.Endpoint != "" {
+		b = append(b, `,"endpoint":`...)
+		b = appendString(b, rec.Endpoint)
+	}
+	b = append(b, `,"fields_removed":`...)
+	b = strconv.AppendInt(b, int64(rec.FieldsRemoved), 10)
+	b = append(b, `,"withheld":`...)
+	b = appendStrings(b, rec.Withheld)
+	if len(rec.SpoofedHeaders) > 0 {
+		b = append(b, `,"spoofed_headers":`...)
+		b = appendStrings(b, rec.SpoofedHeaders)
+	}
+	if rec.SecurityEvent != "" {
+		b = append(b, `,"security_event":`...)
+		b = appendString(b, rec.SecurityEvent)
+	}
+	b = append(b, `,"bytes_out":`...)
+	b = strconv.AppendInt(b, rec.BytesOut, 10)
+	b = append(b, `,"duration_ms":`...)
+	// Three decimals (microseconds) so that a verifier re-encoding the parsed
+	// value produces the same bytes.
+	b = strconv.AppendFloat(b, rec.DurationMS, 'f', 3, 64)
+	return b
+}
+
+// appendTail appends the chain fields and the closing brace: together with
+// appendHead, the exact bytes the record's hash covers.
+func appendTail(b []byte, instance string, seq uint64, prevHash string) []byte {
+	b = append(b, `,"instance":`...)
+	b = appendString(b, instance)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `,"prev_hash":`...)
+	b = appendString(b, prevHash)
+	return append(b, '}')
+}
+
+// seal hashes the canonical body (which must end in '}') and turns it into
+// the written line: the body with the hash field added, and a newline.
+func seal(body []byte) (line []byte, hash [64]byte) {
+	sum := sha256.Sum256(body)
+	hex.Encode(hash[:], sum[:])
+	line = append(body[:len(body)-1], `,"hash":"`...)
+	line = append(line, hash[:]...)
+	line = append(line, '"', '}', '\n')
+	return line, hash
+}
+
+// canonicalBody re-encodes a parsed record the way the writer encoded it,
+// for verification.
+func canonicalBody(b []byte, rec *Record) []byte {
+	return appendTail(appendHead(b, rec), rec.Instance, rec.Seq, rec.PrevHash)
+}
+
+// recordHash is the hash a record should carry.
+func recordHash(rec *Record) string {
+	return sha256Hex(canonicalBody(nil, rec))
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s)
+	}
+	return append(b, ']')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD
+// written as the raw rune (not as \ufffd), so that decoding and re-encoding
+// a record gives back the bytes that were hashed.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, "\uFFFD"...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' { // break JavaScript line parsing in some viewers
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

@@ -1,0 +1,109 @@
+package auditlog
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/logging"
+)
+
+// sinks holds one sink per log writer (Caddy's WriterKey), shared by every
+// audit_log handler that writes there and kept across config reloads, so
+// that all of them extend one chain and a reload neither forks nor restarts it.
+var sinks = caddy.NewUsagePool()
+
+// sink is an open audit writer and the head of its hash chain. One mutex
+// serialises seq, prev_hash and the write, so the order of lines in the file
+// is the order of the chain.
+type sink struct {
+	key      string // in sinks
+	name     string // the writer, for messages
+	w        io.WriteCloser
+	instance string
+
+	mu   sync.Mutex
+	seq  uint64
+	prev string
+	buf  []byte
+
+	// failing is set when the last write failed and cleared by the next
+	// successful one; while set, requests are refused (unless configured
+	// otherwise) because they could not be audited.
+	failing atomic.Bool
+}
+
+// openSink returns the shared sink for wo, opening it and recovering the
+// chain head from the existing file on first use.
+func openSink(wo caddy.WriterOpener, instance string) (*sink, error) {
+	key := "audit_log:" + wo.WriterKey()
+	val, _, err := sinks.LoadOrNew(key, func() (caddy.Destructor, error) {
+		s := &sink{key: key, name: wo.String(), prev: genesisHash, instance: instance}
+		if fw, ok := wo.(*logging.FileWriter); ok {
+			last, err := lastRecordOf(fw.Filename)
+			if err != nil {
+				return nil, err
+			}
+			if last != nil {
+				s.seq, s.prev = last.Seq, last.Hash
+			}
+		}
+		w, err := wo.OpenWriter()
+		if err != nil {
+			return nil, fmt.Errorf("opening audit output %s: %v", wo, err)
+		}
+		s.w = w
+		return s, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return val.(*sink), nil
+}
+
+// Destruct closes the writer when the last config using it is unloaded.
+func (s *sink) Destruct() error { return s.w.Close() }
+
+// write chains and writes one record whose head (appendHead) is given. It
+// returns the record's sequence number. On a write error the chain does not
+// advance, so the file still verifies; the loss shows in metrics and the log.
+func (s *sink) write(head []byte) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seq := s.seq + 1
+	b := append(s.buf[:0], head...)
+	b = appendTail(b, s.instance, seq, s.prev)
+	line, hash := seal(b)
+	s.buf = line
+	if _, err := s.w.Write(line); err != nil {
+		s.failing.Store(true)
+		return seq, err
+	}
+	s.seq = seq
+	s.prev = string(hash[:])
+	s.failing.Store(false)
+	return seq, nil
+}
+
+// defaultInstance names this process start: the host name and a random
+// suffix, so that chains of several instances (or of restarts writing to a
+// shared network sink) can be told apart.
+func defaultInstance(name string) string {
+	if name == "" {
+		name, _ = os.Hostname()
+		if name == "" {
+			name = "sidecar"
+		}
+	}
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	return name + ":" + hex.EncodeToString(r[:])
+}
+
+// Interface guards
+var _ caddy.Destructor = (*sink)(nil)

@@ -1,0 +1,104 @@
+package auditlog
+
+import (
+	"errors"
+	"fmt"
+)
+
+// VerifyOptions adjust Verify.
+type VerifyOptions struct {
+	// Partial accepts a chain that starts after seq 1, because its oldest
+	// files were rolled away (roll_keep, roll_keep_for). Without it a missing
+	// beginning is an error: deleting the oldest records is tampering too.
+	Partial bool
+}
+
+// VerifyResult summarises an intact chain.
+type VerifyResult struct {
+	Records  int
+	FirstSeq uint64
+	LastSeq  uint64
+	// LastHash is the chain head; keep it somewhere else to detect later
+	// truncation or a rewritten tail.
+	LastHash string
+}
+
+// BadRecord names the first record that breaks the chain.
+type BadRecord struct {
+	File    string
+	Line    int
+	Seq     uint64 // 0 when the line could not be parsed
+	Problem string
+}
+
+func (b *BadRecord) Error() string {
+	if b.Seq == 0 {
+		return fmt.Sprintf("%s:%d: %s", b.File, b.Line, b.Problem)
+	}
+	return fmt.Sprintf("%s:%d: record seq %d: %s", b.File, b.Line, b.Seq, b.Problem)
+}
+
+// errStop ends the line loop after the first bad record.
+var errStop = errors.New("stop")
+
+// Verify checks that files, oldest first, hold one unbroken hash chain: every
+// record's hash matches its content, seq counts up by one and prev_hash is
+// the previous record's hash. It returns a *BadRecord for the first record
+// that was changed, or that follows a removed, inserted or reordered one.
+func Verify(files []string, opts VerifyOptions) (VerifyResult, error) {
+	var res VerifyResult
+	var bad *BadRecord
+	var prevSeq uint64
+	prevHash := ""
+	var buf []byte
+	for _, file := range files {
+		err := eachLine(file, func(n int, line []byte) error {
+			fail := func(seq uint64, format string, args ...any) error {
+				bad = &BadRecord{File: file, Line: n, Seq: seq, Problem: fmt.Sprintf(format, args...)}
+				return errStop
+			}
+			if len(line) == 0 {
+				return fail(0, "empty line where a record should be")
+			}
+			rec, err := decodeRecord(line)
+			if err != nil {
+				return fail(0, "not an audit record: %v", err)
+			}
+			buf = canonicalBody(buf[:0], rec)
+			if h := sha256Hex(buf); h != rec.Hash {
+				return fail(rec.Seq, "hash does not match the record's content: the record was changed")
+			}
+			if res.Records == 0 {
+				if rec.Seq != 1 || rec.PrevHash != genesisHash {
+					if !opts.Partial {
+						return fail(rec.Seq, "the chain starts at seq %d instead of 1: earlier records are missing (pass --partial if older files were rolled away)", rec.Seq)
+					}
+				}
+				res.FirstSeq = rec.Seq
+			} else {
+				switch {
+				case rec.Seq == prevSeq+1 && rec.PrevHash != prevHash:
+					return fail(rec.Seq, "prev_hash does not match the previous record (seq %d): a record was replaced or inserted before this one", prevSeq)
+				case rec.Seq > prevSeq+1:
+					return fail(rec.Seq, "expected seq %d: records %d to %d are missing, or records were reordered", prevSeq+1, prevSeq+1, rec.Seq-1)
+				case rec.Seq <= prevSeq:
+					return fail(rec.Seq, "expected seq %d after seq %d: a record was inserted, duplicated or moved here", prevSeq+1, prevSeq)
+				}
+			}
+			res.Records++
+			prevSeq, prevHash = rec.Seq, rec.Hash
+			return nil
+		})
+		if bad != nil {
+			return res, bad
+		}
+		if err != nil {
+			return res, fmt.Errorf("reading %s: %v", file, err)
+		}
+	}
+	if res.Records == 0 {
+		return res, errors.New("no audit records in the given files")
+	}
+	res.LastSeq, res.LastHash = prevSeq, prevHash
+	return res, nil
+}
