@@ -1,8 +1,12 @@
 package scopetrim
 
 import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 )
 
 func init() {
@@ -12,8 +16,69 @@ func init() {
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	m := new(ScopeTrim)
-	h.Next() // consume the directive name
-	for h.NextBlock(0) {
-	}
-	return m, nil
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
 }
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	scope_trim [<policies>] {
+//		policies  <file or directory>
+//		max_body  <size>
+//		max_depth <n>
+//		hash_key  <secret>
+//	}
+//
+// The policies path may be given inline or in the block, not both.
+// Placeholders (such as {env.SCOPE_TRIM_HASH_KEY}) are kept as written and
+// expanded at provision.
+func (m *ScopeTrim) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume the directive name
+	if d.NextArg() {
+		m.Policies = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("subdirective '%s' given twice", name)
+		}
+		seen[name] = true
+		var arg string
+		if !d.Args(&arg) || d.NextArg() {
+			return d.ArgErr()
+		}
+		switch name {
+		case "policies":
+			if m.Policies != "" {
+				return d.Err("policies given both inline and in the block")
+			}
+			m.Policies = arg
+		case "max_body":
+			size, err := humanize.ParseBytes(arg)
+			if err != nil || size == 0 || size > 1<<40 {
+				return d.Errf("max_body '%s' is not a size such as 16MiB", arg)
+			}
+			m.MaxBody = int64(size)
+		case "max_depth":
+			n, err := strconv.Atoi(arg)
+			if err != nil || n < 1 || n > 10000 {
+				return d.Errf("max_depth '%s' is not a number between 1 and 10000", arg)
+			}
+			m.MaxDepth = n
+		case "hash_key":
+			m.HashKey = arg
+		default:
+			return d.Errf("unrecognized subdirective '%s'", name)
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*ScopeTrim)(nil)
+)

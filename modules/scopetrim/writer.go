@@ -1,0 +1,189 @@
+package scopetrim
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
+)
+
+// writer modes, chosen when the upstream's status and headers arrive.
+const (
+	modeBuffer  = iota // a JSON body to trim once complete
+	modeRefuse         // refused on its headers; the body is not read
+	modeDiscard        // an error body replaced by a generic problem
+	modeStream         // NDJSON trimmed record by record
+	modeNoBody         // 304 and other body-less answers
+)
+
+// errRefused stops the upstream copy: the body will not be forwarded.
+var errRefused = errors.New("scope_trim: response refused")
+
+// refusal is a 502 decided while the upstream answered.
+type refusal struct {
+	reason, detail string
+}
+
+// trimWriter takes the place of the client's response writer for the rest
+// of the chain. Nothing reaches the client until finish (or, for NDJSON,
+// until a record has been trimmed): the upstream's headers go to a private
+// map, its status is held, and Flush does nothing.
+type trimWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	m    *ScopeTrim
+	r    *http.Request
+	ep   *endpoint
+	mask uint64
+
+	header   http.Header // what the chain sets
+	snapshot http.Header // header at WriteHeader: later additions are trailers
+	status   int
+	mode     int
+	encoding string
+	body     []byte
+	size     int64 // bytes received, for modeDiscard
+	refused  *refusal
+	stream   *ndjsonStream
+	sent     bool // headers went to the client
+}
+
+func newTrimWriter(m *ScopeTrim, w http.ResponseWriter, r *http.Request, ep *endpoint, mask uint64) *trimWriter {
+	return &trimWriter{
+		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+		m:                     m,
+		r:                     r,
+		ep:                    ep,
+		mask:                  mask,
+		header:                w.Header().Clone(),
+	}
+}
+
+// Header returns the private header map the upstream's headers go to.
+func (tw *trimWriter) Header() http.Header { return tw.header }
+
+// WriteHeader holds the status and decides, from the headers alone, how the
+// body will be handled.
+func (tw *trimWriter) WriteHeader(status int) {
+	if tw.status != 0 {
+		return
+	}
+	if status >= 100 && status < 200 {
+		return // informational answers (103 Early Hints) are not forwarded
+	}
+	tw.status = status
+	tw.snapshot = tw.header.Clone()
+	h := tw.snapshot
+	ct := h.Get("Content-Type")
+	media, _, _ := mime.ParseMediaType(ct)
+	tw.encoding = strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding")))
+	switch {
+	case status == http.StatusPartialContent || h.Get("Content-Range") != "":
+		tw.refuse(sidecar.ReasonUpstreamPartial, "the upstream answered with a part of a document, which cannot be trimmed")
+	case media == "text/event-stream":
+		tw.refuse(sidecar.ReasonUpstreamStream, "the upstream answered with an event stream, which cannot be trimmed")
+	case status == http.StatusNotModified || status == http.StatusNoContent || status == http.StatusResetContent:
+		tw.mode = modeNoBody
+	case status < 200 || status > 299:
+		if tw.ep.errRoot != nil && isJSON(media) && knownEncoding(tw.encoding) {
+			tw.mode = modeBuffer
+		} else {
+			tw.mode = modeDiscard
+		}
+	case isNDJSON(media):
+		if tw.encoding != "" && tw.encoding != "identity" {
+			tw.refuse(sidecar.ReasonUpstreamEncoding, "the upstream compressed an NDJSON stream although identity was requested")
+			return
+		}
+		tw.mode = modeStream
+		tw.stream = newNDJSONStream(tw)
+	case !isJSON(media):
+		tw.refuse(sidecar.ReasonUpstreamNotJSON, "the upstream's content type is not JSON; only JSON can be trimmed")
+	case !knownEncoding(tw.encoding):
+		tw.refuse(sidecar.ReasonUpstreamEncoding, "the upstream used a content encoding other than gzip or zstd")
+	default:
+		tw.mode = modeBuffer
+	}
+}
+
+func (tw *trimWriter) refuse(reason, detail string) {
+	tw.mode = modeRefuse
+	if tw.refused == nil {
+		tw.refused = &refusal{reason: reason, detail: detail}
+	}
+}
+
+// Write collects the body within max_body. It returns an error as soon as
+// the body is refused, so the upstream is not read any further.
+func (tw *trimWriter) Write(p []byte) (int, error) {
+	if tw.status == 0 {
+		tw.WriteHeader(http.StatusOK)
+	}
+	switch tw.mode {
+	case modeRefuse:
+		return 0, errRefused
+	case modeNoBody:
+		return len(p), nil
+	case modeDiscard:
+		tw.size += int64(len(p))
+		if tw.size > tw.m.MaxBody {
+			return 0, errRefused // the generic problem replaces it anyway
+		}
+		return len(p), nil
+	case modeStream:
+		if err := tw.stream.write(p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	if int64(len(tw.body))+int64(len(p)) > tw.m.MaxBody {
+		if tw.status >= 200 && tw.status <= 299 {
+			tw.refuse(sidecar.ReasonUpstreamTooLarge, "the upstream body is larger than max_body")
+		} else {
+			tw.mode = modeDiscard
+		}
+		return 0, errRefused
+	}
+	tw.body = append(tw.body, p...)
+	return len(p), nil
+}
+
+// ReadFrom keeps io.Copy from going around Write to the client's writer.
+func (tw *trimWriter) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(writerOnly{tw}, r)
+}
+
+type writerOnly struct{ io.Writer }
+
+// FlushError holds buffered answers back; a stream flushes its own records.
+func (tw *trimWriter) FlushError() error { return nil }
+
+// Flush is FlushError for callers that use http.Flusher.
+func (tw *trimWriter) Flush() {}
+
+func isJSON(media string) bool {
+	return media == "application/json" || (strings.HasSuffix(media, "+json") && strings.Contains(media, "/"))
+}
+
+func isNDJSON(media string) bool {
+	return media == "application/x-ndjson" || media == "application/jsonl"
+}
+
+func knownEncoding(enc string) bool {
+	switch enc {
+	case "", "identity", "gzip", "x-gzip", "zstd":
+		return true
+	}
+	return false
+}
+
+// Interface guards
+var (
+	_ http.ResponseWriter = (*trimWriter)(nil)
+	_ io.ReaderFrom       = (*trimWriter)(nil)
+	_ http.Flusher        = (*trimWriter)(nil)
+)
