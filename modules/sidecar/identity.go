@@ -38,7 +38,7 @@ func (id *Identity) HasScope(scope string) bool {
 // key when the key itself contains dots (URL-named claims such as
 // "https://example.com/tenant").
 func (id *Identity) Claim(path string) (any, bool) {
-	if id == nil || id.Claims == nil {
+	if id == nil || id.Claims == nil || path == "" {
 		return nil, false
 	}
 	if v, ok := id.Claims[path]; ok {
