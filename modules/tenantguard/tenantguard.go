@@ -89,6 +89,7 @@ type TenantGuard struct {
 
 	headerKey        string // canonical form of Header
 	connectorDynamic bool
+	connectorBoxed   any // Connector as the placeholder value, boxed once
 	registry         *Registry
 	logger           *zap.Logger
 }
@@ -112,6 +113,7 @@ func (m *TenantGuard) Provision(ctx caddy.Context) error {
 	}
 	m.headerKey = http.CanonicalHeaderKey(m.Header)
 	m.connectorDynamic = strings.Contains(m.Connector, placeholderOpen)
+	m.connectorBoxed = m.Connector
 	if m.Tenants != "" {
 		path := caddy.NewReplacer().ReplaceKnown(m.Tenants, "")
 		reg, err := LoadRegistry(path)
@@ -194,9 +196,14 @@ func (m *TenantGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	}
 
 	if repl != nil {
-		repl.Set(PlaceholderTenant, tenant)
-		repl.Set(PlaceholderGuardTenant, tenant)
-		repl.Set(PlaceholderGuardConnector, connector)
+		var boxed any = tenant // one allocation for both names
+		repl.Set(PlaceholderTenant, boxed)
+		repl.Set(PlaceholderGuardTenant, boxed)
+		if m.connectorDynamic {
+			repl.Set(PlaceholderGuardConnector, connector)
+		} else {
+			repl.Set(PlaceholderGuardConnector, m.connectorBoxed)
+		}
 	}
 	return next.ServeHTTP(w, r)
 }

@@ -49,7 +49,7 @@ func writeFile(t testing.TB, dir, name, text string) string {
 // provision provisions and validates m as Caddy would.
 func provision(t testing.TB, m *TenantGuard) *TenantGuard {
 	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := newContext()
 	t.Cleanup(cancel)
 	if err := m.Provision(ctx); err != nil {
 		t.Fatalf("provision: %v", err)
@@ -58,6 +58,10 @@ func provision(t testing.TB, m *TenantGuard) *TenantGuard {
 		t.Fatalf("validate: %v", err)
 	}
 	return m
+}
+
+func newContext() (caddy.Context, context.CancelFunc) {
+	return caddy.NewContext(caddy.Context{Context: context.Background()})
 }
 
 func identity(issuer string, claims map[string]any) *sidecar.Identity {
