@@ -22,7 +22,13 @@ type oidcSetup struct {
 // ISSUER, ISSUER2 and UPSTREAM set; extra env entries are added.
 func startOIDCSetup(t *testing.T, caddyfile string, extra map[string]string) *oidcSetup {
 	t.Helper()
-	s := &oidcSetup{iss: StartIssuer(t), iss2: StartIssuer(t), upstream: StartUpstream(t, nil)}
+	return startOIDCSetupWith(t, StartIssuer(t), caddyfile, extra)
+}
+
+// startOIDCSetupWith is startOIDCSetup with a given first issuer.
+func startOIDCSetupWith(t *testing.T, iss *devidp.Issuer, caddyfile string, extra map[string]string) *oidcSetup {
+	t.Helper()
+	s := &oidcSetup{iss: iss, iss2: StartIssuer(t), upstream: StartUpstream(t, nil)}
 	env := map[string]string{"ISSUER": s.iss.URL, "ISSUER2": s.iss2.URL, "UPSTREAM": s.upstream.Addr}
 	for k, v := range extra {
 		env[k] = v

@@ -20,16 +20,17 @@ type preToken struct {
 	kid string
 	typ string
 
-	payload []byte // decoded payload segment
-	claims  map[string]any
-	iss     string
-	aud     []string
-	exp     time.Time
-	hasExp  bool
-	nbf     time.Time
-	hasNbf  bool
-	iat     time.Time
-	hasIat  bool
+	unsigned bool   // empty signature segment
+	payload  []byte // decoded payload segment
+	claims   map[string]any
+	iss      string
+	aud      []string
+	exp      time.Time
+	hasExp   bool
+	nbf      time.Time
+	hasNbf   bool
+	iat      time.Time
+	hasIat   bool
 }
 
 // parseError is a pre-check failure with its reason code. The message is for
@@ -67,7 +68,9 @@ func parseToken(raw string) (*preToken, error) {
 		return nil, malformed("not a compact JWS: more than three segments")
 	}
 	hSeg, pSeg, sSeg := raw[:first], raw[first+1:second], raw[second+1:]
-	if hSeg == "" || pSeg == "" || sSeg == "" {
+	// An empty signature is left to precheck, so that an unsecured token
+	// (alg "none") is reported as the algorithm problem it is.
+	if hSeg == "" || pSeg == "" {
 		return nil, malformed("empty segment")
 	}
 	if len(hSeg) > base64.RawURLEncoding.EncodedLen(maxHeaderBytes) {
@@ -84,7 +87,7 @@ func parseToken(raw string) (*preToken, error) {
 	if err != nil {
 		return nil, malformed("payload is not base64url")
 	}
-	t := &preToken{payload: payload}
+	t := &preToken{payload: payload, unsigned: sSeg == ""}
 	if err := t.decodeHeader(hdr); err != nil {
 		return nil, err
 	}

@@ -70,6 +70,9 @@ func (m *OIDCAuth) precheck(t *preToken, now time.Time) (*issuer, error) {
 	if !m.algs[t.alg] {
 		return nil, &parseError{reason: sidecar.ReasonAlgorithmNotAllowed, msg: "algorithm not in the allowlist"}
 	}
+	if t.unsigned {
+		return nil, malformed("empty signature")
+	}
 	iss, ok := m.issuers[t.iss]
 	if !ok {
 		return nil, &parseError{reason: sidecar.ReasonIssuerUnknown, msg: "issuer not configured"}
