@@ -2,6 +2,7 @@ package tenantguard
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,15 +30,23 @@ func TestLoadExampleRegistry(t *testing.T) {
 	}
 }
 
-// TestLoadExampleDirectory points tenants at policies/, which also holds the
-// schema: *.schema.json is skipped, so the directory loads.
+// TestLoadExampleDirectory loads a directory holding the example registry
+// beside its schema: *.schema.json is skipped, so the directory loads.
 func TestLoadExampleDirectory(t *testing.T) {
-	reg, err := LoadRegistry(filepath.Join("..", "..", "policies"))
+	dir := t.TempDir()
+	for _, name := range []string{"tenants.json", "tenants.schema.json"} {
+		data, err := os.ReadFile(filepath.Join("..", "..", "policies", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, dir, name, string(data))
+	}
+	reg, err := LoadRegistry(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if reg.Tenant("acme") == nil {
-		t.Fatal("acme missing")
+	if reg.Tenant("acme") == nil || reg.Len() != 3 {
+		t.Fatal("example tenants missing")
 	}
 }
 
