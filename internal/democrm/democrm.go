@@ -11,25 +11,31 @@ import (
 	"strings"
 )
 
-// Contact is a person in a tenant's CRM.
+// Contact is a person in a tenant's CRM. Field names follow policies/crm.json;
+// LeadScore is listed in no policy, so no scope ever sees it.
 type Contact struct {
-	ID      string `json:"id"`
-	Name    string `json:"name"`
-	Company string `json:"company"`
-	Email   string `json:"email"`
-	Phone   string `json:"phone"`
-	Notes   string `json:"notes"`
-	Owner   string `json:"owner"`
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Company   string `json:"company"`
+	OwnerID   string `json:"owner_id"`
+	CreatedAt string `json:"created_at"`
+	Email     string `json:"email"`
+	Phone     string `json:"phone"`
+	Address   string `json:"address"`
+	Notes     string `json:"notes"`
+	LeadScore int    `json:"lead_score"`
 }
 
 // Deal is an opportunity in a tenant's pipeline.
 type Deal struct {
-	ID        string `json:"id"`
-	Name      string `json:"name"`
-	Stage     string `json:"stage"`
-	AmountEUR int64  `json:"amount_eur"`
-	ContactID string `json:"contact_id"`
-	Notes     string `json:"notes"`
+	ID           string `json:"id"`
+	Title        string `json:"title"`
+	Stage        string `json:"stage"`
+	Amount       int64  `json:"amount"`
+	Currency     string `json:"currency"`
+	ContactID    string `json:"contact_id"`
+	ContactEmail string `json:"contact_email"`
+	ContactPhone string `json:"contact_phone"`
 }
 
 // Tenant is one organisation's data.
@@ -42,22 +48,22 @@ type Tenant struct {
 var Data = map[string]Tenant{
 	"acme": {
 		Contacts: []Contact{
-			{"c_1001", "Maria Lindqvist", "Nordlicht AB", "maria.lindqvist@nordlicht.example", "+46 70 123 45 67", "Prefers calls after 3pm; asked about GDPR DPA.", "u_17"},
-			{"c_1002", "Jonas Becker", "Becker Logistik GmbH", "j.becker@becker-logistik.example", "+49 151 2345 6789", "Renewal due in March; budget owner is the CFO.", "u_17"},
-			{"c_1003", "Aisha Okafor", "Lagos Fintech Ltd", "aisha@lagosfintech.example", "+234 803 555 0142", "Met at SaaStr; interested in the EU region.", "u_22"},
+			{"c_1001", "Maria Lindqvist", "Nordlicht AB", "u_17", "2026-03-02T09:14:00Z", "maria.lindqvist@nordlicht.example", "+46 70 123 45 67", "Storgatan 12, 111 23 Stockholm", "Prefers calls after 3pm; asked about the GDPR DPA.", 87},
+			{"c_1002", "Jonas Becker", "Becker Logistik GmbH", "u_17", "2026-04-18T14:02:00Z", "j.becker@becker-logistik.example", "+49 151 2345 6789", "Hafenstrasse 5, 20457 Hamburg", "Renewal due in March; budget owner is the CFO.", 64},
+			{"c_1003", "Aisha Okafor", "Lagos Fintech Ltd", "u_22", "2026-06-30T08:45:00Z", "aisha@lagosfintech.example", "+234 803 555 0142", "12 Marina Road, Lagos", "Met at SaaStr; interested in the EU region.", 92},
 		},
 		Deals: []Deal{
-			{"d_501", "Nordlicht expansion", "negotiation", 48000, "c_1001", "Discount of 12% approved by Maria."},
-			{"d_502", "Becker renewal", "proposal", 120000, "c_1002", "Competitor quote on the table."},
+			{"d_501", "Nordlicht expansion", "negotiation", 48000, "EUR", "c_1001", "maria.lindqvist@nordlicht.example", "+46 70 123 45 67"},
+			{"d_502", "Becker renewal", "proposal", 120000, "EUR", "c_1002", "j.becker@becker-logistik.example", "+49 151 2345 6789"},
 		},
 	},
 	"globex": {
 		Contacts: []Contact{
-			{"c_2001", "Hank Scorpio", "Globex Corporation", "hank@globex.example", "+1 555 010 0199", "Wants a hammock district.", "u_90"},
-			{"c_2002", "Frank Grimes", "Springfield Nuclear", "frank.grimes@snpp.example", "+1 555 010 0142", "Very detail oriented.", "u_91"},
+			{"c_2001", "Hank Scorpio", "Globex Corporation", "u_90", "2026-01-11T17:30:00Z", "hank@globex.example", "+1 555 010 0199", "1 Cypress Creek, OR", "Wants a hammock district.", 99},
+			{"c_2002", "Frank Grimes", "Springfield Nuclear", "u_91", "2026-02-07T11:00:00Z", "frank.grimes@snpp.example", "+1 555 010 0142", "742 Evergreen Terrace, Springfield", "Very detail oriented.", 12},
 		},
 		Deals: []Deal{
-			{"d_901", "Doomsday device maintenance", "won", 1000000, "c_2001", "Paid in gold bars."},
+			{"d_901", "Reactor maintenance", "won", 1000000, "USD", "c_2001", "hank@globex.example", "+1 555 010 0199"},
 		},
 	},
 }
