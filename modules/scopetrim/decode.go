@@ -2,6 +2,7 @@ package scopetrim
 
 import (
 	"bytes"
+	"errors"
 	"io"
 
 	"github.com/klauspost/compress/gzip"
@@ -49,6 +50,9 @@ func decodeBody(encoding string, body []byte, max int64) ([]byte, string, string
 	out, err := io.ReadAll(io.LimitReader(r, max+1))
 	if int64(len(out)) > max {
 		return nil, sidecar.ReasonUpstreamTooLarge, "the upstream body is larger than max_body once decoded"
+	}
+	if errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+		return nil, sidecar.ReasonUpstreamTooLarge, "the upstream's zstd body needs more memory than max_body allows"
 	}
 	if err != nil {
 		return nil, sidecar.ReasonUpstreamEncoding, "the upstream's " + encoding + " body is corrupt"

@@ -2,13 +2,13 @@ package scopetrim
 
 import (
 	"bytes"
-
-	"github.com/alysio/privacy-sidecar/modules/sidecar"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 // suiteDir finds JSONTestSuite's test_parsing directory: $JSON_TEST_SUITE
