@@ -1,6 +1,7 @@
 package tenantguard
 
 import (
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -28,7 +29,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		inject
 //	}
 //
-// The block may be omitted to take every default. Each subdirective may
+// The block may be omitted to take every default. When tenants names a
+// readable registry, the adapter records its digest (tenants_digest) so that
+// editing the registry and running `caddy reload` applies the edit. Each subdirective may
 // appear once; placeholders stay unexpanded until a request is served.
 func (m *TenantGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume the directive name
@@ -70,6 +73,11 @@ func (m *TenantGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if d.NextArg() {
 			return d.ArgErr()
 		}
+	}
+	if m.Tenants != "" {
+		// A registry that cannot be read yet is reported by Provision, with
+		// its reason; the digest only exists to make edits reloadable.
+		m.TenantsDigest, _ = RegistryDigest(caddy.NewReplacer().ReplaceKnown(m.Tenants, ""))
 	}
 	return nil
 }

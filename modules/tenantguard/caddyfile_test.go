@@ -1,6 +1,7 @@
 package tenantguard
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -81,5 +82,33 @@ func TestValidate(t *testing.T) {
 		if err := m.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: got %v, want %q", tc.m, err, tc.want)
 		}
+	}
+}
+
+// TestCaddyfileRecordsRegistryDigest: editing the registry changes the
+// adapted config, so a plain `caddy reload` applies the edit.
+func TestCaddyfileRecordsRegistryDigest(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "tenants.json", testRegistry)
+	adapt := func(tenants string) string {
+		var m TenantGuard
+		if err := m.UnmarshalCaddyfile(caddyfile.NewTestDispenser("tenant_guard {\n tenants " + tenants + "\n}")); err != nil {
+			t.Fatal(err)
+		}
+		return m.TenantsDigest
+	}
+	first := adapt(path)
+	if len(first) != 64 || adapt(path) != first {
+		t.Fatalf("digest %q is not a stable SHA-256", first)
+	}
+	writeFile(t, dir, "tenants.json", strings.Replace(testRegistry, `"suspended"`, `"active"`, 1))
+	if adapt(path) == first {
+		t.Fatal("an edited registry kept its digest")
+	}
+	if adapt(dir) == "" {
+		t.Fatal("a registry directory has no digest")
+	}
+	if d := adapt(filepath.Join(dir, "missing.json")); d != "" {
+		t.Fatalf("a missing registry got digest %q; Provision reports it instead", d)
 	}
 }

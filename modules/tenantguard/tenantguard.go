@@ -78,6 +78,13 @@ type TenantGuard struct {
 	// {env.*} placeholders allowed.
 	Tenants string `json:"tenants,omitempty"`
 
+	// TenantsDigest is written by the Caddyfile adapter: the registry's
+	// SHA-256 when the Caddyfile was adapted. It only marks the config as
+	// changed when the registry changed, so that `caddy reload` applies a
+	// registry edit; it is not checked. With JSON configs, reload with
+	// `caddy reload --force` (or the admin API's Cache-Control: must-revalidate).
+	TenantsDigest string `json:"tenants_digest,omitempty"`
+
 	// Connector is the connector this route serves. With a registry, it must
 	// be listed as connected for the tenant. Placeholders allowed.
 	Connector string `json:"connector,omitempty"`
