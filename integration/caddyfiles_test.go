@@ -46,7 +46,19 @@ func TestCaddyfilesValidateAndAreFormatted(t *testing.T) {
 // validates (nothing is contacted: keys are fetched lazily).
 func validationEnv(t *testing.T) []string {
 	dir := t.TempDir()
+	// The demo generates its tenant registry at run time; give it one.
+	registry := `{"tenants":[{"id":"acme","status":"active","issuers":["http://127.0.0.1:9"],"connectors":[{"id":"crm","state":"connected"}]}]}`
+	if err := os.WriteFile(filepath.Join(dir, "tenants.json"), []byte(registry), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return []string{
+		"DEMO_ADDR=127.0.0.1:0",
+		"DEMO_ISSUER=http://127.0.0.1:9",
+		"DEMO_UPSTREAM=127.0.0.1:9",
+		"DEMO_DIR=" + dir,
+		"DEMO_AUDIT_FILE=" + filepath.Join(dir, "demo-audit.jsonl"),
+		"DEMO_AUDIT_KEY=validation-only-key-0123456789abcdef",
+		"DEMO_HASH_KEY=validation-only-key-0123456789abcdef",
 		"SIDECAR_ADDR=127.0.0.1:0",
 		"SIDECAR_ADMIN=127.0.0.1:0",
 		"UPSTREAM=127.0.0.1:9",

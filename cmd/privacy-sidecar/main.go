@@ -10,6 +10,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/alysio/privacy-sidecar"
+	_ "github.com/alysio/privacy-sidecar/internal/demo"
 )
 
 func main() {

@@ -1,0 +1,238 @@
+package demo
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/alysio/privacy-sidecar/internal/devidp"
+	"github.com/alysio/privacy-sidecar/modules/auditlog"
+)
+
+// scenario is one request of the tour and what the sidecar must do with it.
+type scenario struct {
+	title   string
+	path    string
+	token   string
+	headers map[string]string
+	status  int
+	reason  string   // the refusal's reason code, for refusals
+	shows   []string // must appear in the body
+	hides   []string // must not appear anywhere in the response
+}
+
+func scenarios(iss *devidp.Issuer) []scenario {
+	token := func(sub, tenant, scope string) string {
+		return iss.MustMint(iss.AccessClaims(sub, "connector-api", devidp.Claims{"tenant_id": tenant, "scope": scope}))
+	}
+	acme := map[string]string{"X-Tenant-ID": "acme"}
+	pii := []string{"maria.lindqvist@nordlicht.example", "+46 70 123 45 67", "Prefers calls after 3pm"}
+	return []scenario{
+		{
+			title: "Full access: a privacy officer of acme (contacts:read contacts:pii)",
+			path:  "/v1/contacts", token: token("officer-7", "acme", "contacts:read contacts:pii"), headers: acme,
+			status: 200, shows: []string{"maria.lindqvist@nordlicht.example", "+46 70 123 45 67"},
+			hides: []string{"Prefers calls after 3pm", "lead_score"}, // notes are redacted even here; lead_score is in no policy
+		},
+		{
+			title: "No personal data: a sales rep of acme (contacts:read)",
+			path:  "/v1/contacts", token: token("rep-12", "acme", "contacts:read"), headers: acme,
+			status: 200, shows: []string{"Maria Lindqvist", "Nordlicht AB"}, hides: append(pii, "lead_score"),
+		},
+		{
+			title: "Hashed email, masked phone: an analyst of acme (contacts:analytics)",
+			path:  "/v1/contacts", token: token("analyst-3", "acme", "contacts:analytics"), headers: acme,
+			status: 200, shows: []string{"Nordlicht AB", `"****5 67"`}, hides: append(pii, "Maria Lindqvist"),
+		},
+		{
+			title: "Cross-tenant attempt: an acme token asking for globex's contacts",
+			path:  "/v1/contacts", token: token("rep-12", "acme", "contacts:read contacts:pii"), headers: map[string]string{"X-Tenant-ID": "globex"},
+			status: 403, reason: "tenant_mismatch", hides: []string{"Hank Scorpio", "hank@globex.example"},
+		},
+		{
+			title: "Disconnected integration: acme removed its ERP connector",
+			path:  "/erp/invoices", token: token("rep-12", "acme", "contacts:read"), headers: acme,
+			status: 403, reason: "connector_disconnected",
+		},
+		{
+			title:  "No token at all",
+			path:   "/v1/contacts",
+			status: 401, reason: "token_missing", hides: pii,
+		},
+	}
+}
+
+// tour runs every scenario, prints what happened, checks the audit log, and
+// reports whether everything behaved as expected.
+func tour(out *printer, w *world) bool {
+	out.heading("Alysio Privacy Sidecar demo")
+	out.line("issuer   %s (development OIDC issuer, keys made at start)", w.issuer.URL)
+	out.line("upstream http://%s (sample CRM connector, tenants acme and globex)", w.upAddr)
+	out.line("sidecar  http://%s (caddyfiles/demo.Caddyfile, policies/crm.json)", w.listen)
+	allOK := true
+	list := scenarios(w.issuer)
+	for i, sc := range list {
+		allOK = runScenario(out, w, i+1, sc) && allOK
+	}
+	allOK = checkAudit(out, w, len(list)) && allOK
+	if allOK {
+		out.heading("Every step behaved as expected.")
+	} else {
+		out.heading("FAIL: some steps did not behave as expected (see above).")
+	}
+	return allOK
+}
+
+func runScenario(out *printer, w *world, n int, sc scenario) bool {
+	out.heading(fmt.Sprintf("%d. %s", n, sc.title))
+	req, _ := http.NewRequest(http.MethodGet, "http://"+w.listen+sc.path, nil)
+	if sc.token != "" {
+		req.Header.Set("Authorization", "Bearer "+sc.token)
+	}
+	for k, v := range sc.headers {
+		req.Header.Set(k, v)
+	}
+	out.line("GET %s  %s", sc.path, describeHeaders(sc))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		out.fail("request failed: %v", err)
+		return false
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	out.line("-> %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	out.body(body)
+
+	ok := true
+	if resp.StatusCode != sc.status {
+		out.fail("expected status %d", sc.status)
+		ok = false
+	}
+	if sc.reason != "" && !bytes.Contains(body, []byte(`"reason":"`+sc.reason+`"`)) {
+		out.fail("expected reason %s in the problem body", sc.reason)
+		ok = false
+	}
+	for _, s := range sc.shows {
+		if !bytes.Contains(body, []byte(s)) {
+			out.fail("expected the response to show %q", s)
+			ok = false
+		}
+	}
+	whole := fmt.Sprint(resp.Header) + string(body)
+	for _, s := range sc.hides {
+		if strings.Contains(whole, s) {
+			out.fail("the response leaked %q", s)
+			ok = false
+		}
+	}
+	if ok {
+		out.pass(summary(sc))
+	}
+	return ok
+}
+
+func summary(sc scenario) string {
+	switch {
+	case sc.reason != "":
+		return "refused with " + sc.reason + "; the connector was never called"
+	case len(sc.hides) > 0:
+		return "fields outside the token's scopes were withheld"
+	default:
+		return "as expected"
+	}
+}
+
+func describeHeaders(sc scenario) string {
+	parts := []string{}
+	if sc.token != "" {
+		parts = append(parts, "Authorization: Bearer <token>")
+	}
+	for k, v := range sc.headers {
+		parts = append(parts, k+": "+v)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// checkAudit waits for one record per request, shows one, and verifies the chain.
+func checkAudit(out *printer, w *world, want int) bool {
+	out.heading("Audit log")
+	var lines []string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		lines = readLines(w.audit)
+		if len(lines) >= want {
+			break
+		}
+	}
+	out.line("file %s: %d records (one per request)", w.audit, len(lines))
+	if len(lines) != want {
+		out.fail("expected %d records", want)
+		return false
+	}
+	out.line("the cross-tenant refusal's record (subject and client are pseudonyms):")
+	out.body([]byte(lines[3]))
+	res, err := auditlog.Verify([]string{w.audit}, auditlog.VerifyOptions{})
+	if err != nil {
+		out.fail("audit chain: %v", err)
+		return false
+	}
+	out.pass(fmt.Sprintf("hash chain intact over %d records (privacy-sidecar audit verify %s)", res.Records, w.audit))
+	return true
+}
+
+func readLines(path string) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines
+}
+
+// printTry tells the user how to send their own requests.
+func printTry(out *printer, w *world) {
+	iss := w.issuer
+	tok := iss.MustMint(iss.AccessClaims("you", "connector-api", devidp.Claims{"tenant_id": "acme", "scope": "contacts:read", "exp": time.Now().Add(time.Hour).Unix()}))
+	full := iss.MustMint(iss.AccessClaims("you", "connector-api", devidp.Claims{"tenant_id": "acme", "scope": "contacts:read contacts:pii", "exp": time.Now().Add(time.Hour).Unix()}))
+	out.heading("The sidecar stays up: try it (Ctrl-C to stop)")
+	out.line("TOKEN=%s", tok)
+	out.line("FULL=%s", full)
+	out.line(`curl -s -H "Authorization: Bearer $TOKEN" -H "X-Tenant-ID: acme" http://%s/v1/contacts`, w.listen)
+	out.line(`curl -s -H "Authorization: Bearer $FULL" -H "X-Tenant-ID: acme" http://%s/v1/deals`, w.listen)
+	out.line("audit log: %s   (privacy-sidecar audit verify %s)", w.audit, w.audit)
+}
+
+// printer writes the tour for a person to read.
+type printer struct{ w io.Writer }
+
+func newPrinter(w io.Writer) *printer { return &printer{w: w} }
+
+func (p *printer) heading(s string)            { fmt.Fprintf(p.w, "\n== %s\n", s) }
+func (p *printer) line(f string, args ...any) { fmt.Fprintf(p.w, "   "+f+"\n", args...) }
+func (p *printer) pass(s string)              { fmt.Fprintf(p.w, "   ok: %s\n", s) }
+func (p *printer) fail(f string, args ...any) { fmt.Fprintf(p.w, "   FAIL: "+f+"\n", args...) }
+
+// body prints a JSON body indented, cut to a screenful.
+func (p *printer) body(b []byte) {
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, b, "   | ", "  ") != nil {
+		pretty.Reset()
+		pretty.Write(b)
+	}
+	lines := strings.Split(pretty.String(), "\n")
+	if len(lines) > 24 {
+		lines = append(lines[:24], fmt.Sprintf("   | ... (%d more lines)", len(lines)-24))
+	}
+	fmt.Fprintf(p.w, "   | %s\n", strings.Join(lines, "\n"))
+}
