@@ -185,4 +185,3 @@ func waitListening(addr string) error {
 	}
 	return fmt.Errorf("the sidecar is not listening on %s", addr)
 }
-

@@ -218,7 +218,7 @@ type printer struct{ w io.Writer }
 
 func newPrinter(w io.Writer) *printer { return &printer{w: w} }
 
-func (p *printer) heading(s string)            { fmt.Fprintf(p.w, "\n== %s\n", s) }
+func (p *printer) heading(s string)           { fmt.Fprintf(p.w, "\n== %s\n", s) }
 func (p *printer) line(f string, args ...any) { fmt.Fprintf(p.w, "   "+f+"\n", args...) }
 func (p *printer) pass(s string)              { fmt.Fprintf(p.w, "   ok: %s\n", s) }
 func (p *printer) fail(f string, args ...any) { fmt.Fprintf(p.w, "   FAIL: "+f+"\n", args...) }
