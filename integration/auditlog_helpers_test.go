@@ -161,3 +161,59 @@ func assertNoSecrets(t testing.TB, texts map[string]string, secrets ...string) {
 		}
 	}
 }
+
+// waitLinesIn waits until the files matching the globs hold n lines in all.
+func waitLinesIn(t testing.TB, n int, globs ...string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		lines := 0
+		for _, g := range globs {
+			files, _ := filepath.Glob(g)
+			for _, f := range files {
+				data, _ := os.ReadFile(f)
+				lines += bytes.Count(data, []byte("\n"))
+			}
+		}
+		if lines >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d audit lines after 20 s, want %d", lines, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// runSidecarExpectFailure runs the binary on caddyfile and expects it to
+// exit with an error within 20 s; it returns the output.
+func runSidecarExpectFailure(t testing.TB, caddyfile string, env map[string]string) string {
+	t.Helper()
+	if !filepath.IsAbs(caddyfile) {
+		caddyfile = filepath.Join(repoRoot, caddyfile)
+	}
+	cmd := exec.Command(sidecarBin, "run", "--config", caddyfile, "--adapter", "caddyfile")
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), "SIDECAR_ADDR="+freeAddr(t), "SIDECAR_ADMIN="+freeAddr(t))
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatalf("the sidecar exited successfully; expected a failure:\n%s", out.String())
+		}
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("the sidecar kept running; expected it to refuse the config:\n%s", out.String())
+	}
+	return out.String()
+}
