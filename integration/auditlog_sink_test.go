@@ -42,7 +42,9 @@ func TestAuditLogSinkFailureRefusesRequests(t *testing.T) {
 		if resp.StatusCode != http.StatusServiceUnavailable {
 			t.Fatalf("request %d after a failed audit write: status %d, want 503; body %s", i, resp.StatusCode, body)
 		}
-		var p struct{ Reason string `json:"reason"` }
+		var p struct {
+			Reason string `json:"reason"`
+		}
 		if err := json.Unmarshal(body, &p); err != nil || p.Reason != "audit_unavailable" {
 			t.Fatalf("refusal body %s (%v), want reason audit_unavailable", body, err)
 		}
