@@ -7,5 +7,6 @@ import (
 	_ "github.com/alysio/privacy-sidecar/modules/auditlog"
 	_ "github.com/alysio/privacy-sidecar/modules/oidcauth"
 	_ "github.com/alysio/privacy-sidecar/modules/scopetrim"
+	_ "github.com/alysio/privacy-sidecar/modules/sidecarhealth"
 	_ "github.com/alysio/privacy-sidecar/modules/tenantguard"
 )
