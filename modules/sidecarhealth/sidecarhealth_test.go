@@ -54,8 +54,8 @@ func check(t *testing.T) (int, report) {
 
 func TestCaddyfileTakesNoArguments(t *testing.T) {
 	for input, wantErr := range map[string]bool{
-		"sidecar_health":            false,
-		"sidecar_health extra":      true,
+		"sidecar_health":           false,
+		"sidecar_health extra":     true,
 		"sidecar_health {\n\tx\n}": true,
 	} {
 		h := httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)}
