@@ -22,23 +22,20 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
-//	scope_trim [<policies>] {
+//	scope_trim {
 //		policies  <file or directory>
 //		max_body  <size>
 //		max_depth <n>
 //		hash_key  <secret>
 //	}
 //
-// The policies path may be given inline or in the block, not both.
-// Placeholders (such as {env.SCOPE_TRIM_HASH_KEY}) are kept as written and
+// The policies path is given in the block only: an inline argument starting
+// with "/" would be read by the Caddyfile as a path matcher. Placeholders (such as {env.SCOPE_TRIM_HASH_KEY}) are kept as written and
 // expanded at provision.
 func (m *ScopeTrim) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume the directive name
 	if d.NextArg() {
-		m.Policies = d.Val()
-		if d.NextArg() {
-			return d.ArgErr()
-		}
+		return d.Errf("scope_trim takes no arguments; name the policies in its block: policies <file or directory>")
 	}
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
@@ -53,9 +50,6 @@ func (m *ScopeTrim) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		switch name {
 		case "policies":
-			if m.Policies != "" {
-				return d.Err("policies given both inline and in the block")
-			}
 			m.Policies = arg
 		case "max_body":
 			size, err := humanize.ParseBytes(arg)

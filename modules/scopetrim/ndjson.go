@@ -104,6 +104,8 @@ func (s *ndjsonStream) fail(reason, detail string) error {
 		s.tw.refuse(reason, detail)
 		return errRefused
 	}
+	// the records before this one are good: let the client have them
+	_ = http.NewResponseController(s.tw.ResponseWriter).Flush()
 	sidecar.DecisionFrom(s.tw.r).Deny(http.StatusBadGateway, reason)
 	if repl, ok := s.tw.r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("sidecar.reason", reason)
