@@ -67,6 +67,10 @@ func validationEnv(t *testing.T) []string {
 		"AUDIT_FILE=" + filepath.Join(dir, "audit.jsonl"),
 		"AUDIT_KEY=validation-only-key-0123456789abcdef",
 		"SCOPE_TRIM_HASH_KEY=validation-only-key-0123456789abcdef",
+		"HASH_KEY=validation-only-key-0123456789abcdef",
+		"POLICY_DIR=policies",
+		"AUDIT_DIR=" + dir,
+		"POD_NAME=validation-0",
 	}
 }
 
