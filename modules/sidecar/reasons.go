@@ -67,11 +67,12 @@ var securityReasons = map[string]bool{
 }
 
 // IsSecurityEvent reports whether a refusal with this reason should also be
-// raised as a security event. Every upstream_* refusal counts, because on a
-// trimmed route it means the connector sent something the policy cannot vouch for.
+// raised as a security event. Every upstream_* refusal that scope_trim makes
+// counts, because it means the connector sent something the policy cannot
+// vouch for; upstream_unavailable is an outage, not an attack.
 func IsSecurityEvent(reason string) bool {
 	if securityReasons[reason] {
 		return true
 	}
-	return len(reason) > len("upstream_") && reason[:len("upstream_")] == "upstream_"
+	return reason != ReasonUpstreamUnavailable && len(reason) > len("upstream_") && reason[:len("upstream_")] == "upstream_"
 }

@@ -112,7 +112,7 @@ func TestRefuseReturnsHandlerErrorWithErrorRoutes(t *testing.T) {
 func TestIsSecurityEvent(t *testing.T) {
 	for reason, want := range map[string]bool{
 		ReasonTokenInvalid: true, ReasonTenantMismatch: true, ReasonIssuerNotAllowedForTenant: true,
-		ReasonUpstreamDuplicate: true, ReasonTokenExpired: false, ReasonTokenMissing: false, "upstream_": false, ReasonOK: false,
+		ReasonUpstreamDuplicate: true, ReasonUpstreamUnavailable: false, ReasonTokenExpired: false, ReasonTokenMissing: false, "upstream_": false, ReasonOK: false,
 	} {
 		if IsSecurityEvent(reason) != want {
 			t.Errorf("IsSecurityEvent(%q) = %v", reason, !want)
