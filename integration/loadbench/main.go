@@ -1,0 +1,155 @@
+// Command loadbench measures what the privacy sidecar costs compared with
+// plain Caddy, in one run on loopback. It builds the binary, starts a
+// CRM-like upstream and a development OIDC issuer in this process, and runs
+// three sidecar processes:
+//
+//	plain         caddyfiles/bench/plain.Caddyfile: reverse_proxy only
+//	chain-cached  caddyfiles/bench/chain.Caddyfile: audit_log, oidc_auth,
+//	              tenant_guard, scope_trim, reverse_proxy; one token reused
+//	              (verified-token cache hits)
+//	chain-fresh   the same Caddyfile; a different pre-minted token on every
+//	              request (cache misses: a signature check per request)
+//
+// Each gets the same closed-loop load (after a warm-up) per response size;
+// the report gives req/s, p50/p99, p99 added over plain, errors, the
+// sidecar's RSS, and ratios to plain measured in the same run, as a
+// markdown table. With -mode ndjson (or all) it streams an NDJSON export
+// through scope_trim and reports the sidecar's peak RSS growth.
+//
+// Usage, from the repository root:
+//
+//	go run ./integration/loadbench -duration 20s -concurrency 16
+//	go run ./integration/loadbench -mode ndjson -ndjson-bytes 100MB
+//	go run ./integration/loadbench -sizes 10KB -duration 60s -cpuprofile /tmp/chain.pprof
+//
+// Everything listens on 127.0.0.1 only.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+)
+
+// options are the command's flags.
+type options struct {
+	duration       time.Duration
+	warmup         time.Duration
+	concurrency    int
+	rounds         int
+	sizes          []sizeSpec
+	configs        []string
+	freshTokens    int
+	mode           string
+	ndjsonBytes    int64
+	cpuProfile     string
+	profileSeconds int
+	profileConfig  string
+	profileSize    string
+	out            string
+	bin            string
+	sampleEvery    time.Duration
+}
+
+type sizeSpec struct {
+	Label string
+	Bytes int
+}
+
+var allConfigs = []string{"plain", "chain-cached", "chain-fresh"}
+
+func parseFlags(args []string) (*options, error) {
+	fs := flag.NewFlagSet("loadbench", flag.ContinueOnError)
+	o := &options{}
+	var sizes, configs, ndjson string
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per configuration and response size")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each measured segment")
+	fs.IntVar(&o.concurrency, "concurrency", 16, "closed-loop workers (each sends one request at a time)")
+	fs.IntVar(&o.rounds, "rounds", 1, "repeat every segment this many times, interleaving configurations, and pool the measurements")
+	fs.StringVar(&sizes, "sizes", "1KB,10KB,300KB", "response sizes of the contacts list (comma-separated)")
+	fs.StringVar(&configs, "configs", strings.Join(allConfigs, ","), "configurations to run (plain is the baseline of the ratios)")
+	fs.IntVar(&o.freshTokens, "fresh-tokens", 1024, "tokens pre-minted for chain-fresh, used in turn; more than its token cache (256 entries) plus -concurrency, so every request misses")
+	fs.StringVar(&o.mode, "mode", "load", "load, ndjson, or all")
+	fs.StringVar(&ndjson, "ndjson-bytes", "100MB", "size of the NDJSON export streamed through scope_trim in ndjson mode")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of -profile-config, taken from its admin API during the -profile-size segment, to this file")
+	fs.IntVar(&o.profileSeconds, "profile-seconds", 10, "length of the CPU profile (at most the segment's duration)")
+	fs.StringVar(&o.profileConfig, "profile-config", "chain-cached", "configuration to profile")
+	fs.StringVar(&o.profileSize, "profile-size", "10KB", "response size during which to profile")
+	fs.StringVar(&o.out, "out", "", "also write the markdown report to this file")
+	fs.StringVar(&o.bin, "bin", "", "use this privacy-sidecar binary instead of building one")
+	fs.DurationVar(&o.sampleEvery, "rss-every", 100*time.Millisecond, "how often the sidecar's /proc status is sampled")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for label := range strings.SplitSeq(sizes, ",") {
+		label = strings.TrimSpace(label)
+		n, err := humanize.ParseBytes(label)
+		if err != nil || n == 0 || n > 64<<20 {
+			return nil, fmt.Errorf("-sizes: %q is not a size between 1B and 64MiB", label)
+		}
+		o.sizes = append(o.sizes, sizeSpec{Label: label, Bytes: int(n)})
+	}
+	for c := range strings.SplitSeq(configs, ",") {
+		c = strings.TrimSpace(c)
+		if !contains(allConfigs, c) {
+			return nil, fmt.Errorf("-configs: unknown configuration %q (use %s)", c, strings.Join(allConfigs, ", "))
+		}
+		o.configs = append(o.configs, c)
+	}
+	n, err := humanize.ParseBytes(ndjson)
+	if err != nil || n == 0 {
+		return nil, fmt.Errorf("-ndjson-bytes: %q is not a size such as 100MB", ndjson)
+	}
+	o.ndjsonBytes = int64(n)
+	switch {
+	case o.mode != "load" && o.mode != "ndjson" && o.mode != "all":
+		return nil, fmt.Errorf("-mode: %q is not load, ndjson or all", o.mode)
+	case o.concurrency < 1 || o.concurrency > 1024:
+		return nil, fmt.Errorf("-concurrency must be between 1 and 1024")
+	case o.duration < time.Second:
+		return nil, fmt.Errorf("-duration must be at least 1s")
+	case o.rounds < 1:
+		return nil, fmt.Errorf("-rounds must be at least 1")
+	case o.freshTokens <= freshCacheSize+o.concurrency:
+		return nil, fmt.Errorf("-fresh-tokens must exceed %d (chain-fresh's token cache) plus -concurrency, or tokens would hit the cache", freshCacheSize)
+	case o.cpuProfile != "" && !contains(o.configs, o.profileConfig):
+		return nil, fmt.Errorf("-profile-config %q is not among -configs", o.profileConfig)
+	}
+	return o, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadbench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "loadbench:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+)
+
+func TestContactsDocumentIsDeterministicValidAndSized(t *testing.T) {
+	for _, target := range []int{1000, 10000, 300000} {
+		doc := contactsDocument(target)
+		if !bytes.Equal(doc, contactsDocument(target)) {
+			t.Fatalf("%d: two calls gave different documents", target)
+		}
+		var v struct {
+			Data       []map[string]any `json:"data"`
+			NextCursor string           `json:"next_cursor"`
+			Total      int              `json:"total"`
+		}
+		if err := json.Unmarshal(doc, &v); err != nil {
+			t.Fatalf("%d: invalid JSON: %v", target, err)
+		}
+		if len(doc) > target || len(doc) < target*8/10 {
+			t.Errorf("%d: document is %d bytes, want within 80%%..100%% of the target", target, len(doc))
+		}
+		if v.Total != len(v.Data) || v.NextCursor == "" {
+			t.Errorf("%d: total %d for %d contacts, cursor %q", target, v.Total, len(v.Data), v.NextCursor)
+		}
+		for _, field := range []string{"id", "name", "email", "phone", "notes", "ssn"} {
+			if _, ok := v.Data[0][field]; !ok {
+				t.Errorf("%d: contact lacks %s", target, field)
+			}
+		}
+	}
+}
+
+func TestUpstreamServesListsAndStreamsExport(t *testing.T) {
+	docs := map[string][]byte{"10KB": contactsDocument(10000)}
+	u, err := startUpstream(docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+
+	resp, err := http.Get("http://" + u.URL + "/v1/contacts?size=10KB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(body, docs["10KB"]) || resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("list: status %d, %d bytes, type %q", resp.StatusCode, len(body), resp.Header.Get("Content-Type"))
+	}
+	if resp, err := http.Get("http://" + u.URL + "/v1/contacts?size=2GB"); err != nil || resp.StatusCode != 404 {
+		t.Errorf("unknown size: %v %v", resp.Status, err)
+	}
+
+	const want = 1 << 20
+	resp, err = http.Get("http://" + u.URL + "/v1/export/contacts?bytes=1048576")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Type") != "application/x-ndjson" || resp.ContentLength != -1 {
+		t.Errorf("export: type %q, length %d; want streamed NDJSON", resp.Header.Get("Content-Type"), resp.ContentLength)
+	}
+	var total, records int
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		total += len(sc.Bytes()) + 1
+		records++
+		if !json.Valid(sc.Bytes()) {
+			t.Fatalf("record %d is not JSON: %s", records, sc.Bytes())
+		}
+	}
+	if total < want || total > want+2000 {
+		t.Errorf("export gave %d bytes in %d records, want just over %d", total, records, want)
+	}
+}
