@@ -166,7 +166,7 @@ func TestScopeTrimWithoutIdentityRefuses(t *testing.T) {
 func TestScopeTrimRefusesBadPolicies(t *testing.T) {
 	endpoint := `{"match":{"methods":["GET"],"path":"/v1/x*"},"fields":{"x:read":["data.#.id"]}}`
 	tests := []struct{ name, policy, want string }{
-		{"unknown scope in roles", `{"connector":"c","version":"1","roles":{"rep":["x:read","x:write"]},"endpoints":[` + endpoint + `]}`, `unknown scope "x:write"`},
+		{"unknown scope in roles", `{"connector":"c","version":"1","roles":{"rep":["x:read","x:write"]},"endpoints":[` + endpoint + `]}`, "unknown scope \\\"x:write"},
 		{"bad path", `{"connector":"c","version":"1","endpoints":[{"match":{"methods":["GET"],"path":"/v1/x"},"fields":{"x:read":["data..id"]}}]}`, "empty key"},
 		{"gjson query as a path", `{"connector":"c","version":"1","endpoints":[{"match":{"methods":["GET"],"path":"/v1/x"},"fields":{"x:read":["data.#(age>1)"]}}]}`, "whole segment"},
 		{"duplicate endpoint", `{"connector":"c","version":"1","endpoints":[` + endpoint + `,` + endpoint + `]}`, "duplicate endpoint"},
