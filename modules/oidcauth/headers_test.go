@@ -1,0 +1,63 @@
+package oidcauth
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestHeaderMatcherNormalises(t *testing.T) {
+	m := newHeaderMatcher(append(defaultReservedHeaders, "X-Auth-Subject", "X-Legacy_Login"))
+	for _, name := range []string{
+		"X-Auth-Subject", "x-auth-subject", "X_AUTH_SUBJECT", "x_Auth-subject", "X-Auth-Anything",
+		"X-User", "X-User-Id", "x_user_email", "X-Forwarded-User", "x_forwarded_user", "X-Remote-User",
+		"Remote_User", "X-Legacy-Login", "x_legacy_login", "X-Oidc-Claims",
+	} {
+		if !m.matches(name) {
+			t.Errorf("%s is not reserved", name)
+		}
+	}
+	for _, name := range []string{"Authorization", "User-Agent", "X-Tenant-ID", "X_Tenant_Id", "Accept", "X-Request-ID", "X-Forwarded-For"} {
+		if m.matches(name) {
+			t.Errorf("%s is reserved; it must pass", name)
+		}
+	}
+}
+
+func TestStripReservedRecordsNamesOnly(t *testing.T) {
+	m := newHeaderMatcher([]string{"X-Auth-*"})
+	h := http.Header{"X-Auth-Subject": {"a"}, "x_auth_subject": {"b"}, "Accept": {"*/*"}}
+	removed := m.stripReserved(h)
+	if strings.Join(removed, ",") != "X-Auth-Subject,x_auth_subject" {
+		t.Fatalf("removed %q", removed)
+	}
+	if len(h) != 1 || h.Get("Accept") != "*/*" {
+		t.Fatalf("left %v", h)
+	}
+}
+
+func TestHeaderValue(t *testing.T) {
+	cases := []struct {
+		in   any
+		want string
+		ok   bool
+	}{
+		{"alice", "alice", true},
+		{json.Number("12345678901234567890"), "12345678901234567890", true},
+		{true, "true", true},
+		{[]any{"a", json.Number("2")}, "a,2", true},
+		{map[string]any{"k": "v"}, `{"k":"v"}`, true},
+		{"evil\r\nX-Admin: 1", "", false},
+		{"nul\x00", "", false},
+		{[]any{"ok", "bad\n"}, "", false},
+		{nil, "", false},
+		{"tab\tok", "tab\tok", true},
+	}
+	for _, c := range cases {
+		got, ok := headerValue(c.in)
+		if got != c.want || ok != c.ok {
+			t.Errorf("headerValue(%#v) = %q, %v; want %q, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
