@@ -81,7 +81,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of -profile-config, taken from its admin API during the -profile-size segment, to this file")
 	fs.IntVar(&o.profileSeconds, "profile-seconds", 10, "length of the CPU profile (at most the segment's duration)")
 	fs.StringVar(&o.profileConfig, "profile-config", "chain-cached", "configuration to profile")
-	fs.StringVar(&o.profileSize, "profile-size", "10KB", "response size during which to profile")
+	fs.StringVar(&o.profileSize, "profile-size", "10KB", "response size during which to profile, or ndjson for the NDJSON export")
 	fs.StringVar(&o.out, "out", "", "also write the markdown report to this file")
 	fs.StringVar(&o.bin, "bin", "", "use this privacy-sidecar binary instead of building one")
 	fs.DurationVar(&o.sampleEvery, "rss-every", 100*time.Millisecond, "how often the sidecar's /proc status is sampled")

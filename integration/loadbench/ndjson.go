@@ -83,9 +83,22 @@ func (b *bench) ndjsonExport(ctx context.Context, name string) (ndjsonResult, er
 		return ndjsonResult{}, err
 	}
 	b.log("streaming %s of NDJSON through %s", formatBytes(b.o.ndjsonBytes), name)
+	var prof <-chan profileResult
+	if b.o.cpuProfile != "" && b.o.profileSize == "ndjson" && b.o.profileConfig == name {
+		prof = startProfile(s, b.o.profileSeconds)
+	}
 	sampler := sampleRSS(s.PID(), 20*time.Millisecond)
 	res, err := export(b.o.ndjsonBytes)
 	rss, serr := sampler.Stop()
+	if prof != nil {
+		pr := <-prof
+		if pr.err != nil {
+			return res, pr.err
+		}
+		if b.profile, err = saveProfiles(b.o.cpuProfile, name, "ndjson", pr); err != nil {
+			return res, err
+		}
+	}
 	if err != nil {
 		return res, err
 	}

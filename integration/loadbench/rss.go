@@ -122,3 +122,40 @@ func (s *rssSampler) Stop() (RSSStats, error) {
 	defer s.mu.Unlock()
 	return s.stats, s.err
 }
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's CPU times: 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
+
+// parseStatCPU returns user plus system CPU time from the text of
+// /proc/PID/stat (fields 14 and 15, counted after the parenthesised command
+// name, which may itself contain spaces).
+func parseStatCPU(text string) (time.Duration, error) {
+	end := strings.LastIndexByte(text, ')')
+	if end < 0 {
+		return 0, fmt.Errorf("unexpected /proc stat %q", text)
+	}
+	fields := strings.Fields(text[end+1:])
+	// fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("short /proc stat %q", text)
+	}
+	var ticks int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("unexpected CPU time %q in /proc stat", f)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// processCPU is the CPU time a process has used so far.
+func processCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(string(b))
+}

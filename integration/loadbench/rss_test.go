@@ -59,3 +59,19 @@ func TestRSSSamplerReportsAGoneProcess(t *testing.T) {
 		t.Error("sampling a process that does not exist reported no error")
 	}
 }
+
+func TestParseStatCPU(t *testing.T) {
+	// A command name with spaces and parentheses, utime 250 and stime 50 ticks.
+	stat := "4242 (privacy (side) car) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 50 0 0 20 0 12 0 100 1000 200\n"
+	got, err := parseStatCPU(stat)
+	if err != nil || got != 3*time.Second {
+		t.Errorf("parseStatCPU = %v, %v; want 3s", got, err)
+	}
+	if _, err := parseStatCPU("4242 (x) S 1 2"); err == nil {
+		t.Error("a short stat line parsed")
+	}
+	self, err := processCPU(os.Getpid())
+	if err != nil || self < 0 {
+		t.Errorf("processCPU(self) = %v, %v", self, err)
+	}
+}

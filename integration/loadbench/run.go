@@ -32,6 +32,7 @@ type bench struct {
 	sidecars map[string]*sidecar
 	tokens   map[string]func() string // per configuration
 	fresh    *rotation
+	profile  *profileSummary // taken during the NDJSON export
 	log      func(format string, args ...any)
 }
 
@@ -56,6 +57,7 @@ func run(ctx context.Context, o *options) error {
 			}
 			rep.ndjson = append(rep.ndjson, res)
 		}
+		rep.profile = b.profile
 	}
 	if o.mode == "load" || o.mode == "all" {
 		if err := b.loadPhase(ctx, rep); err != nil {
@@ -103,7 +105,7 @@ func (b *bench) setUp() error {
 	}
 	for _, name := range b.o.configs {
 		b.tokens[name] = func() string { return cached }
-		if name == "chain-fresh" {
+		if name == "chain-fresh" && b.o.mode != "ndjson" {
 			b.log("minting %d tokens for chain-fresh", b.o.freshTokens)
 			pool, err := mintPool(b.iss, b.o.freshTokens, valid)
 			if err != nil {

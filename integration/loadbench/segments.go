@@ -12,6 +12,7 @@ type accum struct {
 	errors    int64
 	bytes     int64
 	elapsed   time.Duration
+	cpu       time.Duration
 	rss       RSSStats
 	samples   []errorSample
 }
@@ -44,9 +45,18 @@ func (b *bench) loadPhase(ctx context.Context, rep *report) error {
 				}
 				hits0, _ := s.metric(cacheHitMetric)
 				miss0, _ := s.metric(cacheMissMetric)
+				cpu0, err := processCPU(s.PID())
+				if err != nil {
+					return fmt.Errorf("%s: reading its CPU time: %w", name, err)
+				}
 				sampler := sampleRSS(s.PID(), o.sampleEvery)
 				lr := runLoad(ctx, b.client, tgt, o.concurrency, o.duration)
 				rss, err := sampler.Stop()
+				cpu1, cerr := processCPU(s.PID())
+				if err == nil {
+					err = cerr
+				}
+				lr.CPU = cpu1 - cpu0
 				if err != nil {
 					return fmt.Errorf("%s: reading its memory: %w\nsidecar output:\n%s", name, err, lastLines(s.Output(), 15))
 				}
@@ -72,14 +82,15 @@ func (b *bench) loadPhase(ctx context.Context, rep *report) error {
 				a.errors += lr.Errors
 				a.bytes += lr.Bytes
 				a.elapsed += lr.Elapsed
+				a.cpu += lr.CPU
 				a.rss.EndKB = rss.EndKB
 				a.rss.PeakKB = max(a.rss.PeakKB, rss.PeakKB)
 				a.rss.HWMKB = rss.HWMKB
 				a.rss.Samples += rss.Samples
 				a.samples = append(a.samples, lr.Samples...)
-				b.log("round %d  %-12s %-6s %8.0f req/s  p50 %s  p99 %s  errors %d  RSS %s→%s",
+				b.log("round %d  %-12s %-6s %8.0f req/s  p50 %s  p99 %s  errors %d  CPU/req %d µs  RSS %s→%s",
 					round+1, name, size.Label, lr.RPS(), millis(lr.P50), millis(lr.P99), lr.Errors,
-					mebibytes(rss.StartKB), mebibytes(rss.EndKB))
+					lr.CPUPerRequest().Microseconds(), mebibytes(rss.StartKB), mebibytes(rss.EndKB))
 				if prof != nil {
 					res := <-prof
 					if res.err != nil {
@@ -101,12 +112,9 @@ func (b *bench) loadPhase(ctx context.Context, rep *report) error {
 	for _, size := range o.sizes {
 		for _, name := range o.configs {
 			a := acc[[2]string{name, size.Label}]
-			results = append(results, Result{
-				Config:  name,
-				Size:    size.Label,
-				Summary: summarize(a.latencies, a.errors, a.elapsed, a.bytes),
-				RSS:     a.rss,
-			})
+			sum := summarize(a.latencies, a.errors, a.elapsed, a.bytes)
+			sum.CPU = a.cpu
+			results = append(results, Result{Config: name, Size: size.Label, Summary: sum, RSS: a.rss})
 			for _, e := range a.samples {
 				rep.errorSamples = append(rep.errorSamples, fmt.Sprintf("%s %s: status %d %.300s", name, size.Label, e.Status, e.Detail))
 			}

@@ -18,6 +18,16 @@ type Summary struct {
 	Bytes    int64         // response body bytes read by the client
 	P50, P99 time.Duration // over successful requests
 	Max      time.Duration
+	CPU      time.Duration // user+system CPU the sidecar used in the phase
+}
+
+// CPUPerRequest is the sidecar's CPU time per successful request: less
+// sensitive than req/s to what else runs on a shared machine.
+func (s Summary) CPUPerRequest() time.Duration {
+	if s.Requests == 0 {
+		return 0
+	}
+	return s.CPU / time.Duration(s.Requests)
 }
 
 // RPS is successful requests per second.
@@ -74,6 +84,7 @@ type Result struct {
 type Row struct {
 	Result
 	Ratio    float64       // req/s relative to the baseline (NaN without one)
+	CPURatio float64       // CPU per request relative to the baseline
 	AddedP99 time.Duration // p99 minus the baseline's p99
 	HasBase  bool
 }
@@ -88,11 +99,12 @@ func compare(results []Result, baseline string) []Row {
 	}
 	rows := make([]Row, 0, len(results))
 	for _, r := range results {
-		row := Row{Result: r, Ratio: math.NaN()}
+		row := Row{Result: r, Ratio: math.NaN(), CPURatio: math.NaN()}
 		if b, ok := base[r.Size]; ok {
 			row.HasBase = true
 			row.Ratio = ratio(r.RPS(), b.RPS())
 			row.AddedP99 = r.P99 - b.P99
+			row.CPURatio = ratio(float64(r.CPUPerRequest()), float64(b.CPUPerRequest()))
 		}
 		rows = append(rows, row)
 	}
@@ -102,16 +114,18 @@ func compare(results []Result, baseline string) []Row {
 // markdownTable renders rows as a GitHub markdown table.
 func markdownTable(rows []Row) string {
 	var b strings.Builder
-	b.WriteString("| configuration | response | req/s | ratio to plain | p50 | p99 | p99 added | errors | RSS start → end | peak RSS |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| configuration | response | req/s | ratio to plain | p50 | p99 | p99 added | errors | sidecar CPU/req | CPU ratio | RSS start → end | peak RSS |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range rows {
-		ratioCell, added := "n/a", "n/a"
+		ratioCell, added, cpuRatio := "n/a", "n/a", "n/a"
 		if r.HasBase {
 			ratioCell = formatRatio(r.Ratio)
 			added = signedMillis(r.AddedP99)
+			cpuRatio = formatRatio(r.CPURatio)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %s | %d | %s → %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %s | %d | %d µs | %s | %s → %s | %s |\n",
 			r.Config, r.Size, r.RPS(), ratioCell, millis(r.P50), millis(r.P99), added, r.Errors,
+			r.CPUPerRequest().Microseconds(), cpuRatio,
 			mebibytes(r.RSS.StartKB), mebibytes(r.RSS.EndKB), mebibytes(r.RSS.PeakKB))
 	}
 	return b.String()

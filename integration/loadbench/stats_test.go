@@ -80,6 +80,16 @@ func TestCompareAgainstPlainOfTheSameSize(t *testing.T) {
 			t.Errorf("row %d (%s %s): ratio %v, want %v", i, r.Config, r.Size, r.Ratio, w.ratio)
 		}
 	}
+	cpuRows := compare([]Result{
+		{Config: "plain", Size: "1KB", Summary: Summary{Requests: 100, Elapsed: time.Second, CPU: 10 * time.Millisecond}},
+		{Config: "chain-cached", Size: "1KB", Summary: Summary{Requests: 50, Elapsed: time.Second, CPU: 10 * time.Millisecond}},
+	}, "plain")
+	if got := cpuRows[1].CPUPerRequest(); got != 200*time.Microsecond {
+		t.Errorf("CPU per request = %v, want 200µs", got)
+	}
+	if got := cpuRows[1].CPURatio; got != 2 {
+		t.Errorf("CPU ratio = %v, want 2 (twice the CPU per request of plain)", got)
+	}
 	table := markdownTable(rows)
 	for _, want := range []string{
 		"| chain-cached | 1KB | 900 | 0.90 | 0.00 ms | 2.50 ms | +0.50 ms | 0 |",
