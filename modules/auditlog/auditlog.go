@@ -230,7 +230,7 @@ func (m *AuditLog) record(r *http.Request, d *sidecar.Decision, rw caddyhttp.Res
 
 // fill copies what may be written about the request into rec.
 func (m *AuditLog) fill(rec *Record, r *http.Request, d *sidecar.Decision, rw caddyhttp.ResponseRecorder, handlerErr error, start time.Time) {
-	rec.TS = start.UTC().Format(time.RFC3339Nano)
+	rec.start = start
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl != nil {
 		rec.RequestID, _ = repl.GetString("http.request.uuid")

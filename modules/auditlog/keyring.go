@@ -47,10 +47,19 @@ type pseudonymizer struct {
 }
 
 // tenantKey is one tenant's derived pseudonym key, with a pool of keyed
-// HMACs so that a pseudonym costs no key setup.
+// HMACs so that a pseudonym costs no key setup, and a bounded cache of
+// recent pseudonyms (the same few subjects make most requests). The cache
+// goes with the key when the tenant is forgotten.
 type tenantKey struct {
-	pool sync.Pool
+	pool  sync.Pool
+	mu    sync.RWMutex
+	cache map[pseudonymInput]string
 }
+
+type pseudonymInput struct{ kind, issuer, value string }
+
+// maxCachedPseudonyms bounds each tenant's cache; when full it starts over.
+const maxCachedPseudonyms = 4096
 
 func newPseudonymizer(secret []byte, path string) (*pseudonymizer, error) {
 	p := &pseudonymizer{secret: secret, path: path, tenants: map[string]*tenantKey{}}
@@ -73,17 +82,35 @@ func (p *pseudonymizer) pseudonym(tenant, kind, issuer, value string) (string, e
 	if err != nil {
 		return "", err
 	}
+	in := pseudonymInput{kind, issuer, value}
+	tk.mu.RLock()
+	ps, ok := tk.cache[in]
+	tk.mu.RUnlock()
+	if ok {
+		return ps, nil
+	}
+	ps = tk.compute(in)
+	tk.mu.Lock()
+	if len(tk.cache) >= maxCachedPseudonyms {
+		clear(tk.cache)
+	}
+	tk.cache[in] = ps
+	tk.mu.Unlock()
+	return ps, nil
+}
+
+// compute is HMAC-SHA256(tenant key, kind 0x00 issuer 0x00 value),
+// truncated to 128 bits, in hex.
+func (tk *tenantKey) compute(in pseudonymInput) string {
 	h := tk.pool.Get().(hash.Hash)
 	h.Reset()
-	h.Write([]byte(kind))
-	h.Write([]byte{0})
-	h.Write([]byte(issuer))
-	h.Write([]byte{0})
-	h.Write([]byte(value))
+	msg := make([]byte, 0, len(in.kind)+len(in.issuer)+len(in.value)+2)
+	msg = append(append(append(append(append(msg, in.kind...), 0), in.issuer...), 0), in.value...)
+	h.Write(msg)
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	tk.pool.Put(h)
-	return hex.EncodeToString(sum[:16]), nil
+	return hex.EncodeToString(sum[:16])
 }
 
 // key returns the tenant's key, creating and persisting a salt for a tenant
@@ -117,7 +144,7 @@ func (p *pseudonymizer) derive(tenant string, salt []byte) *tenantKey {
 	if err != nil { // only for absurd lengths
 		panic(err)
 	}
-	tk := &tenantKey{}
+	tk := &tenantKey{cache: make(map[pseudonymInput]string)}
 	tk.pool.New = func() any { return hmac.New(sha256.New, key) }
 	return tk
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
+	"time"
 	"unicode/utf8"
 )
 
@@ -39,6 +40,10 @@ type Record struct {
 	Seq            uint64   `json:"seq"`
 	PrevHash       string   `json:"prev_hash"`
 	Hash           string   `json:"hash"`
+
+	// start, when set and TS is empty, is written as ts without first
+	// formatting it into a string.
+	start time.Time
 }
 
 // genesisHash is the prev_hash of a chain's first record.
@@ -49,7 +54,13 @@ const genesisHash = "00000000000000000000000000000000000000000000000000000000000
 // It runs outside the sink's lock.
 func appendHead(b []byte, rec *Record) []byte {
 	b = append(b, `{"ts":`...)
-	b = appendString(b, rec.TS)
+	if rec.TS == "" && !rec.start.IsZero() {
+		b = append(b, '"')
+		b = rec.start.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	} else {
+		b = appendString(b, rec.TS)
+	}
 	b = append(b, `,"request_id":`...)
 	b = appendString(b, rec.RequestID)
 	b = append(b, `,"decision":`...)
@@ -117,6 +128,18 @@ func appendTail(b []byte, instance string, seq uint64, prevHash string) []byte {
 	b = append(b, `,"prev_hash":`...)
 	b = appendString(b, prevHash)
 	return append(b, '}')
+}
+
+// appendTailHex is appendTail for the writer, whose prev_hash is known to
+// be hex and needs no escaping; the bytes are the same.
+func appendTailHex(b []byte, instance string, seq uint64, prevHash *[64]byte) []byte {
+	b = append(b, `,"instance":`...)
+	b = appendString(b, instance)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `,"prev_hash":"`...)
+	b = append(b, prevHash[:]...)
+	return append(b, '"', '}')
 }
 
 // seal hashes the canonical body (which must end in '}') and turns it into

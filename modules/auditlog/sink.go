@@ -29,7 +29,7 @@ type sink struct {
 
 	mu   sync.Mutex
 	seq  uint64
-	prev string
+	prev [64]byte // hex
 	buf  []byte
 
 	// failing is set when the last write failed and cleared by the next
@@ -43,14 +43,15 @@ type sink struct {
 func openSink(wo caddy.WriterOpener, instance string) (*sink, error) {
 	key := "audit_log:" + wo.WriterKey()
 	val, _, err := sinks.LoadOrNew(key, func() (caddy.Destructor, error) {
-		s := &sink{key: key, name: wo.String(), prev: genesisHash, instance: instance}
+		s := newSink(key, wo.String(), nil, instance)
 		if fw, ok := wo.(*logging.FileWriter); ok {
 			last, err := lastRecordOf(fw.Filename)
 			if err != nil {
 				return nil, err
 			}
 			if last != nil {
-				s.seq, s.prev = last.Seq, last.Hash
+				s.seq = last.Seq
+				copy(s.prev[:], last.Hash) // checked: 64 hex digits
 			}
 		}
 		w, err := wo.OpenWriter()
@@ -66,6 +67,12 @@ func openSink(wo caddy.WriterOpener, instance string) (*sink, error) {
 	return val.(*sink), nil
 }
 
+func newSink(key, name string, w io.WriteCloser, instance string) *sink {
+	s := &sink{key: key, name: name, w: w, instance: instance}
+	copy(s.prev[:], genesisHash)
+	return s
+}
+
 // Destruct closes the writer when the last config using it is unloaded.
 func (s *sink) Destruct() error { return s.w.Close() }
 
@@ -77,7 +84,7 @@ func (s *sink) write(head []byte) (uint64, error) {
 	defer s.mu.Unlock()
 	seq := s.seq + 1
 	b := append(s.buf[:0], head...)
-	b = appendTail(b, s.instance, seq, s.prev)
+	b = appendTailHex(b, s.instance, seq, &s.prev)
 	line, hash := seal(b)
 	s.buf = line
 	if _, err := s.w.Write(line); err != nil {
@@ -85,7 +92,7 @@ func (s *sink) write(head []byte) (uint64, error) {
 		return seq, err
 	}
 	s.seq = seq
-	s.prev = string(hash[:])
+	s.prev = hash
 	s.failing.Store(false)
 	return seq, nil
 }

@@ -1,0 +1,285 @@
+package auditlog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
+)
+
+// switchWriter fails while fail is set, like a full disk.
+type switchWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	fail bool
+}
+
+func (w *switchWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fail {
+		return 0, errors.New("no space left on device")
+	}
+	return w.buf.Write(p)
+}
+func (w *switchWriter) Close() error { return nil }
+func (w *switchWriter) setFail(f bool) {
+	w.mu.Lock()
+	w.fail = f
+	w.mu.Unlock()
+}
+func (w *switchWriter) lines(t *testing.T) []*Record {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []*Record
+	for _, l := range bytes.Split(bytes.TrimSuffix(w.buf.Bytes(), []byte("\n")), []byte("\n")) {
+		if len(l) == 0 {
+			continue
+		}
+		rec, err := decodeRecord(l)
+		if err != nil {
+			t.Fatalf("bad line %s: %v", l, err)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// newTestAuditLog is a provisioned-equivalent handler writing to w.
+func newTestAuditLog(t testing.TB, w io.WriteCloser, onFailure string) (*AuditLog, *observer.ObservedLogs, *prometheus.Registry) {
+	t.Helper()
+	core, logs := observer.New(zap.DebugLevel)
+	reg := prometheus.NewPedanticRegistry()
+	met, err := newMetrics(reg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newPseudonymizer([]byte("unit-test-secret-0123456789"), filepath.Join(t.TempDir(), "keyring.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &AuditLog{
+		OnWriteFailure: onFailure,
+		sink:           newSink("test", "test", w, "unit:00000000"),
+		pseudo:         p,
+		metrics:        met,
+		logger:         zap.New(core),
+	}
+	return m, logs, reg
+}
+
+func newRequest(target string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, target, nil)
+	repl := caddy.NewReplacer()
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	return r.WithContext(ctx)
+}
+
+func TestServeHTTPRecordsWhatLaterHandlersDecided(t *testing.T) {
+	w := new(switchWriter)
+	m, logs, reg := newTestAuditLog(t, w, "")
+	id := &sidecar.Identity{Subject: "alice", Issuer: "https://idp.example", ClientID: "app", Scopes: []string{"contacts:read"}}
+
+	cases := []struct {
+		name       string
+		next       caddyhttp.HandlerFunc
+		wantStatus int
+		wantReason string
+		wantErr    bool
+	}{
+		{"allowed", func(w http.ResponseWriter, r *http.Request) error {
+			r = sidecar.WithIdentity(r, id)
+			d := sidecar.DecisionFrom(r)
+			d.Tenant, d.Connector, d.Policy = "acme", "crm", "crm@1"
+			d.AddWithheld("data.#.email", 3)
+			_, err := io.WriteString(w, "hello")
+			return err
+		}, 200, "ok", false},
+		{"refused with a body", func(w http.ResponseWriter, r *http.Request) error {
+			return sidecar.Refuse(w, r, http.StatusForbidden, sidecar.ReasonTenantMismatch, "no")
+		}, 403, "tenant_mismatch", false},
+		{"refused as an error", func(w http.ResponseWriter, r *http.Request) error {
+			sidecar.DecisionFrom(r).Deny(http.StatusUnauthorized, sidecar.ReasonTokenInvalid)
+			return caddyhttp.Error(http.StatusUnauthorized, errors.New("bad token"))
+		}, 401, "token_invalid", true},
+		{"upstream down", func(w http.ResponseWriter, r *http.Request) error {
+			return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp: connection refused"))
+		}, 502, "upstream_unavailable", true},
+		{"plain error", func(w http.ResponseWriter, r *http.Request) error {
+			return errors.New("boom")
+		}, 500, "handler_error", true},
+		{"nothing written", func(w http.ResponseWriter, r *http.Request) error { return nil }, 200, "ok", false},
+	}
+	for i, c := range cases {
+		rw := httptest.NewRecorder()
+		err := m.ServeHTTP(rw, newRequest("/v1/contacts?limit=1&email=a@b.c"), c.next)
+		if (err != nil) != c.wantErr {
+			t.Fatalf("%s: error %v", c.name, err)
+		}
+		recs := w.lines(t)
+		if len(recs) != i+1 {
+			t.Fatalf("%s: %d records after %d requests", c.name, len(recs), i+1)
+		}
+		rec := recs[i]
+		if rec.Status != c.wantStatus || rec.Reason != c.wantReason {
+			t.Errorf("%s: status %d reason %q, want %d %q", c.name, rec.Status, rec.Reason, c.wantStatus, c.wantReason)
+		}
+		if wantDecision := map[bool]string{true: "allow", false: "deny"}[c.wantReason == "ok"]; rec.Decision != wantDecision {
+			t.Errorf("%s: decision %q", c.name, rec.Decision)
+		}
+		if rec.Seq != uint64(i+1) {
+			t.Errorf("%s: seq %d", c.name, rec.Seq)
+		}
+	}
+	first := w.lines(t)[0]
+	if first.Tenant != "acme" || first.Connector != "crm" || first.FieldsRemoved != 3 || first.BytesOut != 5 ||
+		first.Subject == "alice" || len(first.Subject) != 32 || first.ClientID == "app" || first.Issuer != "https://idp.example" {
+		t.Errorf("allowed record %+v", first)
+	}
+	if strings.Contains(w.buf.String(), "a@b.c") {
+		t.Error("a query value was written")
+	}
+	if n := logs.FilterMessage("security event").Len(); n != 2 {
+		t.Errorf("%d security events logged, want 2 (tenant_mismatch, token_invalid)", n)
+	}
+	if got := counterValue(t, m.metrics.requests.WithLabelValues("deny", "upstream_unavailable", "")); got != 1 {
+		t.Errorf("requests{deny,upstream_unavailable} = %v", got)
+	}
+	if got := counterValue(t, m.metrics.withheld.WithLabelValues("crm")); got != 3 {
+		t.Errorf("withheld{crm} = %v", got)
+	}
+	if _, err := reg.Gather(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServeHTTPRecordsAPanic(t *testing.T) {
+	w := new(switchWriter)
+	m, _, _ := newTestAuditLog(t, w, "")
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the panic was swallowed")
+			}
+		}()
+		_ = m.ServeHTTP(httptest.NewRecorder(), newRequest("/"), caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+			panic("bug")
+		}))
+	}()
+	recs := w.lines(t)
+	if len(recs) != 1 || recs[0].Status != 500 || recs[0].Reason != "handler_error" {
+		t.Fatalf("records %+v", recs)
+	}
+}
+
+func TestSinkFailureRefusesUntilTheSinkWorksAgain(t *testing.T) {
+	w := new(switchWriter)
+	m, logs, _ := newTestAuditLog(t, w, "")
+	served := 0
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		served++
+		return nil
+	})
+	do := func() int {
+		rw := httptest.NewRecorder()
+		if err := m.ServeHTTP(rw, newRequest("/"), next); err != nil {
+			t.Fatal(err)
+		}
+		return rw.Code
+	}
+	do() // seq 1 written
+	w.setFail(true)
+	do() // served, its record lost
+	for i := 0; i < 3; i++ {
+		if code := do(); code != http.StatusServiceUnavailable {
+			t.Fatalf("while the sink fails: status %d", code)
+		}
+	}
+	if served != 2 {
+		t.Fatalf("%d requests served, want 2 (one before and one as the sink broke)", served)
+	}
+	w.setFail(false)
+	if code := do(); code != http.StatusServiceUnavailable {
+		t.Fatalf("the first request after recovery carries the refusal that proves the sink works: %d", code)
+	}
+	if code := do(); code != http.StatusOK {
+		t.Fatalf("after recovery: status %d", code)
+	}
+	if got := counterValue(t, m.metrics.writeFailures); got != 4 {
+		t.Errorf("write failures %v, want 4", got)
+	}
+	if logs.FilterMessageSnippet("audit record not written").Len() != 4 {
+		t.Errorf("write failures not logged")
+	}
+	recs := w.lines(t)
+	for i, r := range recs {
+		if r.Seq != uint64(i+1) {
+			t.Fatalf("lost records left a gap: record %d has seq %d", i, r.Seq)
+		}
+	}
+	if recs[1].Reason != "audit_unavailable" || recs[2].Reason != "ok" {
+		t.Errorf("after recovery: %q then %q", recs[1].Reason, recs[2].Reason)
+	}
+}
+
+func TestSinkFailureAllowedExplicitly(t *testing.T) {
+	w := &switchWriter{fail: true}
+	m, _, _ := newTestAuditLog(t, w, "allow")
+	for i := 0; i < 3; i++ {
+		rw := httptest.NewRecorder()
+		_ = m.ServeHTTP(rw, newRequest("/"), caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+		if rw.Code != 200 {
+			t.Fatalf("on_write_failure allow: status %d", rw.Code)
+		}
+	}
+}
+
+func TestConcurrentRecordsFormOneChain(t *testing.T) {
+	w := new(switchWriter)
+	m, _, _ := newTestAuditLog(t, w, "")
+	var wg sync.WaitGroup
+	for g := 0; g < 20; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				_ = m.ServeHTTP(httptest.NewRecorder(), newRequest("/"), caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+			}
+		}()
+	}
+	wg.Wait()
+	recs := w.lines(t)
+	if len(recs) != 1000 {
+		t.Fatalf("%d records", len(recs))
+	}
+	for i, r := range recs {
+		if r.Seq != uint64(i+1) || (i > 0 && r.PrevHash != recs[i-1].Hash) || recordHash(r) != r.Hash {
+			t.Fatalf("record %d breaks the chain", i)
+		}
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Metric) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}

@@ -1,0 +1,135 @@
+package auditlog
+
+import (
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// chainLines returns n sealed lines of one chain starting at seq 1.
+func chainLines(n int) []string {
+	prev := genesisHash
+	var lines []string
+	for i := 0; i < n; i++ {
+		rec := sampleRecord()
+		rec.Path = fmt.Sprintf("/r/%d", i)
+		line, hash := seal(appendTail(appendHead(nil, rec), "unit:1", uint64(i+1), prev))
+		prev = string(hash[:])
+		lines = append(lines, string(line))
+	}
+	return lines
+}
+
+func writeFile(t *testing.T, dir, name string, lines []string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestVerify(t *testing.T) {
+	dir := t.TempDir()
+	lines := chainLines(5)
+	mod := func(f func(l []string) []string) []string { return f(append([]string(nil), lines...)) }
+	cases := []struct {
+		name     string
+		lines    []string
+		partial  bool
+		wantLine int
+		wantErr  string
+	}{
+		{"intact", lines, false, 0, ""},
+		{"changed", mod(func(l []string) []string { l[1] = strings.Replace(l[1], `"status":200`, `"status":500`, 1); return l }), false, 2, "hash does not match"},
+		{"hash replaced", mod(func(l []string) []string { l[2] = strings.Replace(l[2], `"hash":"`, `"hash":"0`, 1); return l }), false, 3, "hash does not match"},
+		{"removed", mod(func(l []string) []string { return append(l[:1], l[2:]...) }), false, 2, "records 2 to 2 are missing"},
+		{"removed first", mod(func(l []string) []string { return l[1:] }), false, 1, "starts at seq 2"},
+		{"removed first, partial", mod(func(l []string) []string { return l[1:] }), true, 0, ""},
+		{"duplicated", mod(func(l []string) []string { return append(l[:2], l[1:]...) }), false, 3, "inserted, duplicated or moved"},
+		{"reordered", mod(func(l []string) []string { l[1], l[2] = l[2], l[1]; return l }), false, 2, "expected seq 2"},
+		{"empty line", mod(func(l []string) []string { return append(l[:2], append([]string{"\n"}, l[2:]...)...) }), false, 3, "empty line"},
+		{"garbage", mod(func(l []string) []string { l[3] = "not json\n"; return l }), false, 4, "not an audit record"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeFile(t, dir, strings.ReplaceAll(c.name, " ", "_")+".jsonl", c.lines)
+			res, err := Verify([]string{path}, VerifyOptions{Partial: c.partial})
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatalf("intact chain refused: %v", err)
+				}
+				if res.LastHash == "" || int(res.LastSeq-res.FirstSeq)+1 != res.Records {
+					t.Fatalf("result %+v", res)
+				}
+				return
+			}
+			var bad *BadRecord
+			if !errors.As(err, &bad) {
+				t.Fatalf("error %v, want a BadRecord", err)
+			}
+			if bad.Line != c.wantLine || !strings.Contains(bad.Problem, c.wantErr) {
+				t.Fatalf("bad record %v, want line %d with %q", bad, c.wantLine, c.wantErr)
+			}
+		})
+	}
+}
+
+func TestVerifyAcrossPlainAndGzipFiles(t *testing.T) {
+	dir := t.TempDir()
+	lines := chainLines(6)
+	gzPath := filepath.Join(dir, "audit-2026-11-28T08-00-00.000-size.jsonl.gz")
+	f, err := os.Create(gzPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := gzip.NewWriter(f)
+	_, _ = zw.Write([]byte(strings.Join(lines[:3], "")))
+	zw.Close()
+	f.Close()
+	current := writeFile(t, dir, "audit.jsonl", lines[3:])
+	res, err := Verify([]string{gzPath, current}, VerifyOptions{})
+	if err != nil || res.Records != 6 {
+		t.Fatalf("verify: %+v %v", res, err)
+	}
+	if _, err := Verify([]string{current, gzPath}, VerifyOptions{}); err == nil {
+		t.Fatal("files out of order verified")
+	}
+
+	// Restart after a roll left the current file empty: continue from the
+	// newest rolled file.
+	if err := os.WriteFile(current, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	last, err := lastRecordOf(current)
+	if err != nil || last == nil || last.Seq != 3 {
+		t.Fatalf("last record %+v, %v; want seq 3 from the gzip file", last, err)
+	}
+}
+
+func TestLastRecordOf(t *testing.T) {
+	dir := t.TempDir()
+	lines := chainLines(3)
+	if rec, err := lastRecordOf(filepath.Join(dir, "none.jsonl")); rec != nil || err != nil {
+		t.Fatalf("missing file: %+v %v", rec, err)
+	}
+	ok := writeFile(t, dir, "ok.jsonl", lines)
+	if rec, err := lastRecordOf(ok); err != nil || rec.Seq != 3 {
+		t.Fatalf("%+v %v", rec, err)
+	}
+	torn := writeFile(t, dir, "torn.jsonl", append(lines[:2:2], lines[2][:40]))
+	if _, err := lastRecordOf(torn); err == nil || !strings.Contains(err.Error(), "complete line") {
+		t.Fatalf("torn last line accepted: %v", err)
+	}
+	tampered := writeFile(t, dir, "tampered.jsonl", append(lines[:2:2], strings.Replace(lines[2], `"status":200`, `"status":201`, 1)))
+	if _, err := lastRecordOf(tampered); err == nil || !strings.Contains(err.Error(), "hash check") {
+		t.Fatalf("tampered last record accepted: %v", err)
+	}
+	if rec, err := lastRecordOf("/dev/null"); rec != nil || err != nil {
+		t.Fatalf("/dev/null: %+v %v", rec, err)
+	}
+}
