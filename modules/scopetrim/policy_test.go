@@ -141,3 +141,23 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCompilePolicy: any policy file is compiled or refused with an error
+// naming the file; never a panic.
+func FuzzCompilePolicy(f *testing.F) {
+	f.Add([]byte(issuePolicy))
+	f.Add([]byte(`{"connector":"c","version":"1","endpoints":[{"match":{"methods":["GET"],"path":"/x*y*"},"fields":{"s":["a\\.b.#.*",{"path":"c","transform":"mask"}]},"error_fields":["e"]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		eps, err := compilePolicy("f.json", data, DefaultMaxDepth)
+		if err != nil {
+			if !strings.Contains(err.Error(), "f.json") {
+				t.Fatalf("error without the file name: %v", err)
+			}
+			return
+		}
+		for _, e := range eps {
+			e.matches("GET", "/x")
+			e.scopeMask([]string{"s"}, []string{"r"})
+		}
+	})
+}

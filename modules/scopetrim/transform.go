@@ -42,7 +42,9 @@ func (h *hasher) appendHex(dst, value []byte) []byte {
 }
 
 // transformScalar writes the transformed form of the scalar at t.pos. null
-// stays null under every transform: it carries no value to protect.
+// stays null under every transform: it carries no value to protect. mask and
+// hash work on a string's unescaped value and on a number's text; a masked
+// boolean is "****" and a hashed one the hash of "true" or "false".
 func (t *trimmer) transformScalar(tf transform) {
 	start := t.pos
 	if !t.scalar() {
@@ -57,6 +59,10 @@ func (t *trimmer) transformScalar(tf transform) {
 		t.out = append(t.out, '"')
 		t.out = append(t.out, RedactMarker...)
 		t.out = append(t.out, '"')
+		return
+	}
+	if tf == tfMask && (raw[0] == 't' || raw[0] == 'f') {
+		t.out = append(t.out, `"****"`...) // a masked boolean reveals nothing
 		return
 	}
 	value := raw
