@@ -11,9 +11,14 @@ import (
 
 // tokenCache remembers verified tokens so that a client repeating one token
 // costs a hash instead of a signature check. It is bounded (least recently
-// used entries go first), keyed by issuer and the SHA-256 of the token (the
-// token itself is never kept), and an entry expires no later than the
-// token's exp and no later than its maximum age.
+// used entries go first), keyed by the SHA-256 of the token (the token
+// itself is never kept) and bound to the issuer whose key verified it, and
+// an entry expires no later than the token's exp and its maximum age.
+//
+// The hash alone is the map key so that a hit needs no parsing at all; it
+// already commits to the issuer, because the hashed bytes include the
+// payload's iss. The entry keeps the issuer so a hit is still checked
+// against that issuer's current keys.
 //
 // A token string variant (malleated signature, different base64 padding
 // bits) simply misses and is verified: keying on the string is safe.
@@ -24,13 +29,11 @@ type tokenCache struct {
 	order   *list.List // front = most recently used
 }
 
-type cacheKey struct {
-	issuer string
-	sum    [sha256.Size]byte
-}
+type cacheKey [sha256.Size]byte
 
 type cacheEntry struct {
 	key        cacheKey
+	issuer     *issuer
 	identity   *sidecar.Identity
 	thumbprint string // the key that verified the token
 	expires    time.Time
@@ -40,8 +43,8 @@ func newTokenCache(max int) *tokenCache {
 	return &tokenCache{max: max, entries: make(map[cacheKey]*list.Element), order: list.New()}
 }
 
-func tokenCacheKey(issuer, token string) cacheKey {
-	return cacheKey{issuer: issuer, sum: sha256.Sum256([]byte(token))}
+func tokenCacheKey(token string) cacheKey {
+	return sha256.Sum256([]byte(token))
 }
 
 // get returns the cached entry for key if it has not expired at now.

@@ -12,39 +12,36 @@ func TestTokenCacheBoundedAndExpiring(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	c := newTokenCache(3)
 	for i := 0; i < 5; i++ {
-		c.put(&cacheEntry{key: tokenCacheKey("iss", fmt.Sprint(i)), identity: &sidecar.Identity{Subject: fmt.Sprint(i)}, expires: now.Add(time.Minute)})
+		c.put(&cacheEntry{key: tokenCacheKey(fmt.Sprint(i)), identity: &sidecar.Identity{Subject: fmt.Sprint(i)}, expires: now.Add(time.Minute)})
 	}
 	if c.len() != 3 {
 		t.Fatalf("cache holds %d entries, want the bound 3", c.len())
 	}
-	if _, ok := c.get(tokenCacheKey("iss", "0"), now); ok {
+	if _, ok := c.get(tokenCacheKey("0"), now); ok {
 		t.Fatal("the oldest entry survived eviction")
 	}
-	if e, ok := c.get(tokenCacheKey("iss", "4"), now); !ok || e.identity.Subject != "4" {
+	if e, ok := c.get(tokenCacheKey("4"), now); !ok || e.identity.Subject != "4" {
 		t.Fatal("the newest entry is missing")
 	}
-	if _, ok := c.get(tokenCacheKey("other-iss", "4"), now); ok {
-		t.Fatal("an entry is shared across issuers")
-	}
-	if _, ok := c.get(tokenCacheKey("iss", "4"), now.Add(time.Minute)); ok {
+	if _, ok := c.get(tokenCacheKey("4"), now.Add(time.Minute)); ok {
 		t.Fatal("an entry outlived its expiry")
 	}
 	if c.len() != 2 {
 		t.Fatalf("the expired entry was not dropped: %d entries", c.len())
 	}
 	// Recently used entries survive eviction.
-	_, _ = c.get(tokenCacheKey("iss", "2"), now)
-	c.put(&cacheEntry{key: tokenCacheKey("iss", "5"), expires: now.Add(time.Minute)})
-	c.put(&cacheEntry{key: tokenCacheKey("iss", "6"), expires: now.Add(time.Minute)})
-	if _, ok := c.get(tokenCacheKey("iss", "2"), now); !ok {
+	_, _ = c.get(tokenCacheKey("2"), now)
+	c.put(&cacheEntry{key: tokenCacheKey("5"), expires: now.Add(time.Minute)})
+	c.put(&cacheEntry{key: tokenCacheKey("6"), expires: now.Add(time.Minute)})
+	if _, ok := c.get(tokenCacheKey("2"), now); !ok {
 		t.Fatal("a recently used entry was evicted first")
 	}
 }
 
 func TestTokenCacheDisabled(t *testing.T) {
 	c := newTokenCache(-1)
-	c.put(&cacheEntry{key: tokenCacheKey("i", "t"), expires: time.Now().Add(time.Hour)})
-	if _, ok := c.get(tokenCacheKey("i", "t"), time.Now()); ok {
+	c.put(&cacheEntry{key: tokenCacheKey("t"), expires: time.Now().Add(time.Hour)})
+	if _, ok := c.get(tokenCacheKey("t"), time.Now()); ok {
 		t.Fatal("a disabled cache returned an entry")
 	}
 }
@@ -59,7 +56,7 @@ func TestCachedEntryNeverOutlivesExp(t *testing.T) {
 	if s := serve(t, m, tok); s.next.called != 1 {
 		t.Fatalf("refused: %s", s.resp.Body)
 	}
-	e, ok := m.cache.get(tokenCacheKey(iss.URL, tok), time.Now())
+	e, ok := m.cache.get(tokenCacheKey(tok), time.Now())
 	if !ok {
 		t.Fatal("the verified token was not cached")
 	}

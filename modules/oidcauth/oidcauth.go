@@ -355,22 +355,21 @@ func (m *OIDCAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		return m.refuse(w, r, status, err)
 	}
 	now := time.Now()
-	t, err := parseToken(raw)
-	if err != nil {
-		return m.refuse(w, r, http.StatusUnauthorized, err)
-	}
-	iss, err := m.precheck(t, now)
-	if err != nil {
-		return m.refuse(w, r, http.StatusUnauthorized, err)
-	}
-
 	var id *sidecar.Identity
-	ck := tokenCacheKey(iss.cfg.Issuer, raw)
-	if e, ok := m.cache.get(ck, now); ok && iss.keys.hasThumbprint(e.thumbprint) {
+	ck := tokenCacheKey(raw)
+	if e, ok := m.cache.get(ck, now); ok && e.issuer.keys.hasThumbprint(e.thumbprint) {
 		metrics.cache.WithLabelValues("hit").Inc()
 		id = e.identity
 	} else {
 		metrics.cache.WithLabelValues("miss").Inc()
+		t, err := parseToken(raw)
+		if err != nil {
+			return m.refuse(w, r, http.StatusUnauthorized, err)
+		}
+		iss, err := m.precheck(t, now)
+		if err != nil {
+			return m.refuse(w, r, http.StatusUnauthorized, err)
+		}
 		id, err = m.verify(w, r, iss, t, raw, ck, now)
 		if err != nil || id == nil {
 			return err
@@ -428,7 +427,7 @@ func (m *OIDCAuth) verify(w http.ResponseWriter, r *http.Request, iss *issuer, t
 	if t.exp.Before(expires) {
 		expires = t.exp
 	}
-	m.cache.put(&cacheEntry{key: ck, identity: id, thumbprint: used.thumbprint, expires: expires})
+	m.cache.put(&cacheEntry{key: ck, issuer: iss, identity: id, thumbprint: used.thumbprint, expires: expires})
 	return id, nil
 }
 
