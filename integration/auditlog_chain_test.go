@@ -224,3 +224,43 @@ func TestAuditLogTenThousandConcurrentRequestsRolled(t *testing.T) {
 		t.Fatalf("verify across %d files: exit %d: %s", len(files), code, out)
 	}
 }
+
+// TestAuditLogChainContinuesAcrossReload: a config reload shares the open
+// output and chain head with the new config, so the chain neither forks nor
+// restarts, and requests during the reload are all recorded.
+func TestAuditLogChainContinuesAcrossReload(t *testing.T) {
+	s, _, file := startAuditSidecar(t, auditCaddyfile, nil)
+	for i := 0; i < 3; i++ {
+		s.Get(t, "/before", "")
+	}
+	waitAudit(t, file, 3)
+	// A changed config (Caddy skips reloading an identical one).
+	src, err := os.ReadFile(filepath.Join(repoRoot, auditCaddyfile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := filepath.Join(t.TempDir(), "Caddyfile")
+	text := strings.Replace(string(src), "pseudonym_key {env.AUDIT_KEY}", "pseudonym_key {env.AUDIT_KEY}\n\t\tinstance reloaded", 1)
+	if text == string(src) {
+		t.Fatal("could not change the Caddyfile")
+	}
+	if err := os.WriteFile(changed, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := s.Reload(changed); err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	for i := 0; i < 3; i++ {
+		s.Get(t, "/after", "")
+	}
+	recs := waitAudit(t, file, 6)
+	if strings.Count(s.Output(), `"servers shutting down`) != 1 {
+		t.Fatalf("the old config was not replaced:\n%s", s.Output())
+	}
+	if recs[3].Seq != 4 || recs[3].PrevHash != recs[2].Hash || recs[3].Instance != recs[2].Instance {
+		t.Fatalf("after the reload: seq %d instance %q, before: seq %d instance %q", recs[3].Seq, recs[3].Instance, recs[2].Seq, recs[2].Instance)
+	}
+	if code, out := auditCmd(t, "verify", file); code != 0 {
+		t.Fatalf("verify after reload: %s", out)
+	}
+}
