@@ -283,3 +283,29 @@ func counterValue(t *testing.T, c prometheus.Metric) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+func TestMetricsSharedAcrossHandlersAndConflictingLabels(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m1, err := newMetrics(reg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := newMetrics(reg, false) // a second audit_log in the same config
+	if err != nil || m2.requests != m1.requests || m2.writeFailures != m1.writeFailures {
+		t.Fatalf("second registration: %v, shared %v", err, m2 != nil && m2.requests == m1.requests)
+	}
+	if _, err := newMetrics(reg, true); err == nil || !strings.Contains(err.Error(), "metrics_tenant_label") {
+		t.Fatalf("conflicting tenant label: %v", err)
+	}
+	m1.observe(&Record{Decision: "allow", Reason: "ok", Connector: "crm", Tenant: "acme", FieldsRemoved: 2}, nil)
+	families, _ := reg.Gather()
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "tenant" {
+					t.Errorf("%s has a tenant label without metrics_tenant_label", f.GetName())
+				}
+			}
+		}
+	}
+}

@@ -17,11 +17,12 @@ func init() {
 		Long: `
 Commands for the audit_log handler's records.
 
-  audit verify [--partial] FILE...
+  audit verify [--partial] [--per-instance] FILE...
       Checks that the files (oldest first; a shell glob such as
       audit*.jsonl* sorts rolled files before the current one) hold one
       unbroken hash chain. Exits 0 when intact, 1 naming the first record
-      that was changed, removed, inserted or reordered.
+      that was changed, removed, inserted or reordered. --per-instance
+      checks a stream merged from several sidecars, one chain per instance.
 
   audit forget --tenant T --keyring PATH
       Crypto-shredding: destroys tenant T's pseudonym salt, after which the
@@ -30,12 +31,13 @@ Commands for the audit_log handler's records.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			verify := &cobra.Command{
-				Use:   "verify [--partial] FILE...",
+				Use:   "verify [--partial] [--per-instance] FILE...",
 				Short: "Checks the audit log's hash chain",
 				Args:  cobra.MinimumNArgs(1),
 				RunE:  caddycmd.WrapCommandFuncForCobra(cmdVerify),
 			}
 			verify.Flags().Bool("partial", false, "accept a chain whose oldest records were rolled away")
+			verify.Flags().Bool("per-instance", false, "verify a stream merged from several sidecars: one chain per instance")
 			cmd.AddCommand(verify)
 
 			forget := &cobra.Command{
@@ -53,7 +55,7 @@ Commands for the audit_log handler's records.
 }
 
 func cmdVerify(fl caddycmd.Flags) (int, error) {
-	res, err := Verify(fl.Args(), VerifyOptions{Partial: fl.Bool("partial")})
+	res, err := Verify(fl.Args(), VerifyOptions{Partial: fl.Bool("partial"), PerInstance: fl.Bool("per-instance")})
 	var bad *BadRecord
 	if errors.As(err, &bad) {
 		fmt.Fprintln(os.Stdout, "TAMPERED:", bad.Error())
@@ -61,6 +63,10 @@ func cmdVerify(fl caddycmd.Flags) (int, error) {
 	}
 	if err != nil {
 		return 1, err
+	}
+	if res.Chains > 0 {
+		fmt.Fprintf(os.Stdout, "OK: %d records in %d instance chains, all intact\n", res.Records, res.Chains)
+		return 0, nil
 	}
 	fmt.Fprintf(os.Stdout, "OK: %d records, seq %d to %d, chain intact; head hash %s\n",
 		res.Records, res.FirstSeq, res.LastSeq, res.LastHash)

@@ -11,6 +11,12 @@ type VerifyOptions struct {
 	// files were rolled away (roll_keep, roll_keep_for). Without it a missing
 	// beginning is an error: deleting the oldest records is tampering too.
 	Partial bool
+	// PerInstance verifies a stream that merges several sidecars (a shared
+	// network sink): each `instance` must form its own chain, from seq 1 or
+	// continuing another instance's chain (a restart that resumed a file).
+	// It cannot tell a genuine new instance from a fabricated one: anchor
+	// chain heads externally where that matters.
+	PerInstance bool
 }
 
 // VerifyResult summarises an intact chain.
@@ -21,6 +27,8 @@ type VerifyResult struct {
 	// LastHash is the chain head; keep it somewhere else to detect later
 	// truncation or a rewritten tail.
 	LastHash string
+	// Chains is the number of instance chains (PerInstance only).
+	Chains int
 }
 
 // BadRecord names the first record that breaks the chain.
@@ -51,6 +59,9 @@ func Verify(files []string, opts VerifyOptions) (VerifyResult, error) {
 	var prevSeq uint64
 	prevHash := ""
 	var buf []byte
+	if opts.PerInstance {
+		return verifyPerInstance(files, opts)
+	}
 	for _, file := range files {
 		err := eachLine(file, func(n int, line []byte) error {
 			fail := func(seq uint64, format string, args ...any) error {
@@ -100,5 +111,83 @@ func Verify(files []string, opts VerifyOptions) (VerifyResult, error) {
 		return res, errors.New("no audit records in the given files")
 	}
 	res.LastSeq, res.LastHash = prevSeq, prevHash
+	return res, nil
+}
+
+// chainHead is the newest record of one instance's chain.
+type chainHead struct {
+	seq    uint64
+	hash   string
+	handed bool // another instance continued this chain
+}
+
+func verifyPerInstance(files []string, opts VerifyOptions) (VerifyResult, error) {
+	var res VerifyResult
+	var bad *BadRecord
+	heads := map[string]*chainHead{}
+	byTail := map[string]string{} // chain head hash -> instance
+	var buf []byte
+	for _, file := range files {
+		err := eachLine(file, func(n int, line []byte) error {
+			fail := func(seq uint64, format string, args ...any) error {
+				bad = &BadRecord{File: file, Line: n, Seq: seq, Problem: fmt.Sprintf(format, args...)}
+				return errStop
+			}
+			if len(line) == 0 {
+				return fail(0, "empty line where a record should be")
+			}
+			rec, err := decodeRecord(line)
+			if err != nil {
+				return fail(0, "not an audit record: %v", err)
+			}
+			buf = canonicalBody(buf[:0], rec)
+			if sha256Hex(buf) != rec.Hash {
+				return fail(rec.Seq, "hash does not match the record's content: the record was changed")
+			}
+			h := heads[rec.Instance]
+			switch {
+			case h != nil && h.handed:
+				return fail(rec.Seq, "instance %q writes after its chain was continued by another instance", rec.Instance)
+			case h != nil && rec.Seq != h.seq+1:
+				return fail(rec.Seq, "expected seq %d for instance %q: records missing, inserted or reordered", h.seq+1, rec.Instance)
+			case h != nil && rec.PrevHash != h.hash:
+				return fail(rec.Seq, "prev_hash does not match instance %q's previous record: a record was replaced or inserted", rec.Instance)
+			case h == nil && rec.Seq == 1 && rec.PrevHash == genesisHash:
+				res.Chains++
+			case h == nil:
+				if from, ok := byTail[rec.PrevHash]; ok && heads[from].seq+1 == rec.Seq && !heads[from].handed {
+					heads[from].handed = true // a restart resumed that chain
+					break
+				}
+				if !opts.Partial {
+					return fail(rec.Seq, "instance %q starts at seq %d without linking to a previous record: earlier records are missing (pass --partial if they were rolled away)", rec.Instance, rec.Seq)
+				}
+				res.Chains++
+			}
+			if h != nil {
+				delete(byTail, h.hash)
+			} else {
+				h = &chainHead{}
+				heads[rec.Instance] = h
+			}
+			h.seq, h.hash = rec.Seq, rec.Hash
+			byTail[rec.Hash] = rec.Instance
+			if res.Records == 0 {
+				res.FirstSeq = rec.Seq
+			}
+			res.Records++
+			res.LastSeq, res.LastHash = rec.Seq, rec.Hash
+			return nil
+		})
+		if bad != nil {
+			return res, bad
+		}
+		if err != nil {
+			return res, fmt.Errorf("reading %s: %v", file, err)
+		}
+	}
+	if res.Records == 0 {
+		return res, errors.New("no audit records in the given files")
+	}
 	return res, nil
 }
