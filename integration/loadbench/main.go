@@ -9,6 +9,8 @@
 //	              (verified-token cache hits)
 //	chain-fresh   the same Caddyfile; a different pre-minted token on every
 //	              request (cache misses: a signature check per request)
+//	chain-cached-alt  with -alt-bin: chain-cached run by another binary, to
+//	              compare a change with the current code in the same run
 //
 // Each gets the same closed-loop load (after a warm-up) per response size;
 // the report gives req/s, p50/p99, p99 added over plain, errors, the
@@ -32,6 +34,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -55,6 +58,7 @@ type options struct {
 	profileSize    string
 	out            string
 	bin            string
+	altBin         string
 	sampleEvery    time.Duration
 }
 
@@ -64,6 +68,9 @@ type sizeSpec struct {
 }
 
 var allConfigs = []string{"plain", "chain-cached", "chain-fresh"}
+
+// altConfig is chain-cached run with the -alt-bin binary.
+const altConfig = "chain-cached-alt"
 
 func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("loadbench", flag.ContinueOnError)
@@ -84,6 +91,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.profileSize, "profile-size", "10KB", "response size during which to profile, or ndjson for the NDJSON export")
 	fs.StringVar(&o.out, "out", "", "also write the markdown report to this file")
 	fs.StringVar(&o.bin, "bin", "", "use this privacy-sidecar binary instead of building one")
+	fs.StringVar(&o.altBin, "alt-bin", "", "also run chain-cached with this other binary, as configuration chain-cached-alt, interleaved in the same run (before/after comparisons)")
 	fs.DurationVar(&o.sampleEvery, "rss-every", 100*time.Millisecond, "how often the sidecar's /proc status is sampled")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -105,6 +113,18 @@ func parseFlags(args []string) (*options, error) {
 			return nil, fmt.Errorf("-configs: unknown configuration %q (use %s)", c, strings.Join(allConfigs, ", "))
 		}
 		o.configs = append(o.configs, c)
+	}
+	for _, bin := range []*string{&o.bin, &o.altBin} {
+		if *bin != "" {
+			abs, err := filepath.Abs(*bin)
+			if err != nil {
+				return nil, err
+			}
+			*bin = abs
+		}
+	}
+	if o.altBin != "" {
+		o.configs = append(o.configs, altConfig)
 	}
 	n, err := humanize.ParseBytes(ndjson)
 	if err != nil || n == 0 {

@@ -47,7 +47,7 @@ func run(ctx context.Context, o *options) error {
 	}
 	rep := &report{o: o, machine: describeMachine(), started: time.Now().UTC()}
 	if o.mode == "ndjson" || o.mode == "all" {
-		for _, name := range []string{"plain", "chain-cached"} {
+		for _, name := range []string{"plain", "chain-cached", altConfig} {
 			if b.sidecars[name] == nil {
 				continue
 			}
@@ -118,8 +118,12 @@ func (b *bench) setUp() error {
 	need := b.o.configs
 	if b.o.mode == "ndjson" {
 		need = []string{"plain", "chain-cached"}
-		b.tokens["plain"] = func() string { return cached }
-		b.tokens["chain-cached"] = func() string { return cached }
+		if b.o.altBin != "" {
+			need = append(need, altConfig)
+		}
+		for _, name := range need {
+			b.tokens[name] = func() string { return cached }
+		}
 	}
 	for _, name := range need {
 		file := "caddyfiles/bench/chain.Caddyfile"
@@ -137,8 +141,12 @@ func (b *bench) setUp() error {
 		if name == "chain-fresh" {
 			env["BENCH_CACHE_SIZE"] = strconv.Itoa(freshCacheSize)
 		}
+		bin := b.bin
+		if name == altConfig {
+			bin = b.o.altBin
+		}
 		b.log("starting %s (%s)", name, file)
-		s, err := startSidecar(name, b.bin, b.root, file, env)
+		s, err := startSidecar(name, bin, b.root, file, env)
 		if err != nil {
 			return err
 		}
