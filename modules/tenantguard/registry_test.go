@@ -2,8 +2,11 @@ package tenantguard
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
@@ -145,5 +148,71 @@ func TestProvisionExpandsEnv(t *testing.T) {
 	m := provision(t, &TenantGuard{Tenants: "{env.TG_TEST_REGISTRY_DIR}/tenants.json"})
 	if m.registry == nil || m.registry.Len() != 3 {
 		t.Fatal("registry not loaded through {env.*}")
+	}
+}
+
+// TestSchemaMatchesParser keeps policies/tenants.schema.json in step with
+// the parser: the same keys, required keys, enums and id pattern.
+func TestSchemaMatchesParser(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "policies", "tenants.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Required   []string                   `json:"required"`
+		Properties map[string]json.RawMessage `json:"properties"`
+		Defs       map[string]struct {
+			Pattern    string   `json:"pattern"`
+			Required   []string `json:"required"`
+			Properties map[string]struct {
+				Enum []string `json:"enum"`
+			} `json:"properties"`
+			AdditionalProperties *bool `json:"additionalProperties"`
+		} `json:"$defs"`
+		AdditionalProperties *bool `json:"additionalProperties"`
+	}
+	if err := json.Unmarshal(data, &schema); err != nil {
+		t.Fatal(err)
+	}
+	var topKeys []string
+	for k := range schema.Properties {
+		topKeys = append(topKeys, k)
+	}
+	sort.Strings(topKeys)
+	if got := topKeys; !slices.Equal(got, []string{"$schema", "description", "tenants"}) {
+		t.Errorf("top-level keys %v", got)
+	}
+	if !slices.Equal(schema.Required, []string{"tenants"}) || schema.AdditionalProperties == nil || *schema.AdditionalProperties {
+		t.Errorf("top level: required %v, additionalProperties must be false", schema.Required)
+	}
+	if schema.Defs["id"].Pattern != safeSetOracle.String() {
+		t.Errorf("id pattern %q, parser uses %q", schema.Defs["id"].Pattern, safeSetOracle)
+	}
+	tenant, connector := schema.Defs["tenant"], schema.Defs["connector"]
+	var tenantKeys, connectorKeys []string
+	for k := range tenant.Properties {
+		tenantKeys = append(tenantKeys, k)
+	}
+	for k := range connector.Properties {
+		connectorKeys = append(connectorKeys, k)
+	}
+	sort.Strings(tenantKeys)
+	sort.Strings(connectorKeys)
+	if !slices.Equal(tenantKeys, []string{"connectors", "description", "id", "issuers", "status"}) || !slices.Equal(tenant.Required, []string{"id", "status", "issuers"}) {
+		t.Errorf("tenant keys %v required %v", tenantKeys, tenant.Required)
+	}
+	if !slices.Equal(connectorKeys, []string{"description", "id", "state"}) || !slices.Equal(connector.Required, []string{"id", "state"}) {
+		t.Errorf("connector keys %v required %v", connectorKeys, connector.Required)
+	}
+	if got := tenant.Properties["status"].Enum; !slices.Equal(got, []string{StatusActive, StatusSuspended}) {
+		t.Errorf("status enum %v", got)
+	}
+	if got := connector.Properties["state"].Enum; !slices.Equal(got, []string{ConnectorConnected, ConnectorDisconnected}) {
+		t.Errorf("state enum %v", got)
+	}
+	for _, d := range []string{"tenant", "connector"} {
+		if ap := schema.Defs[d].AdditionalProperties; ap == nil || *ap {
+			t.Errorf("%s: additionalProperties must be false, as the parser refuses unknown keys", d)
+		}
 	}
 }
