@@ -34,10 +34,15 @@ const (
 
 // Placeholders the handler publishes for later handlers and the access log.
 const (
-	PlaceholderTenant           = "tenant.id"
-	PlaceholderGuardTenant      = "http.tenant_guard.tenant"
-	PlaceholderGuardConnector   = "http.tenant_guard.connector"
-	placeholderOpen             = "{"
+	PlaceholderTenant         = "tenant.id"
+	PlaceholderGuardTenant    = "http.tenant_guard.tenant"
+	PlaceholderGuardConnector = "http.tenant_guard.connector"
+	placeholderOpen           = "{"
+)
+
+// Refusal details: fixed texts, so that no client value or token content is
+// ever echoed back.
+const (
 	identityMissingDetail       = "no verified identity reached tenant_guard; oidc_auth must run before it on this route"
 	tenantClaimMissingDetail    = "the token carries no usable tenant claim"
 	tenantMissingDetail         = "the request must state its tenant in the tenant header"
