@@ -115,3 +115,21 @@ func TestOIDCAuthIgnoresTokenInQueryString(t *testing.T) {
 		assertNoSecret(t, "response body", string(body), tok)
 	}
 }
+
+// TestOIDCAuthConnectionCannotStripIdentityHeaders: a client that nominates
+// the identity header as hop-by-hop (Connection: X-Auth-Subject) must not
+// make the proxy delete the verified value.
+func TestOIDCAuthConnectionCannotStripIdentityHeaders(t *testing.T) {
+	s := startOIDCSetup(t, oidcCaddyfile, nil)
+	tok := s.token(t, nil)
+	for _, conn := range []string{"X-Auth-Subject", "keep-alive, x-auth-subject", "x_auth_subject, X-Auth-Client"} {
+		resp, body := s.sidecar.Get(t, "/contacts", tok, "Connection: "+conn)
+		got := s.assertAdmitted(t, resp, body)
+		if v := got.Header.Get("X-Auth-Subject"); v != "user-123" {
+			t.Fatalf("Connection: %s: the upstream got X-Auth-Subject %q, want user-123", conn, v)
+		}
+		if v := got.Header.Get("X-Auth-Client"); v != "demo-client" {
+			t.Fatalf("Connection: %s: the upstream got X-Auth-Client %q, want demo-client", conn, v)
+		}
+	}
+}

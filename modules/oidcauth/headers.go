@@ -129,3 +129,43 @@ func headerValue(v any) (string, bool) {
 	}
 	return s, true
 }
+
+// scrubConnection drops from the Connection header every token that names a
+// reserved header, and reports whether it dropped any. The reverse proxy
+// deletes the headers a client nominates as hop-by-hop after this handler
+// has set the verified ones, which would let a client strip its own
+// identity headers and reach the upstream anonymously.
+func (m headerMatcher) scrubConnection(h http.Header) bool {
+	values, ok := h["Connection"]
+	if !ok {
+		return false
+	}
+	scrubbed := false
+	var kept []string
+	for _, v := range values {
+		var tokens []string
+		for tok := range strings.SplitSeq(v, ",") {
+			tok = strings.TrimSpace(tok)
+			if tok == "" {
+				continue
+			}
+			if m.matches(tok) {
+				scrubbed = true
+				continue
+			}
+			tokens = append(tokens, tok)
+		}
+		if len(tokens) > 0 {
+			kept = append(kept, strings.Join(tokens, ", "))
+		}
+	}
+	if !scrubbed {
+		return false
+	}
+	if len(kept) == 0 {
+		delete(h, "Connection")
+	} else {
+		h["Connection"] = kept
+	}
+	return true
+}

@@ -61,3 +61,23 @@ func TestHeaderValue(t *testing.T) {
 		}
 	}
 }
+
+func TestScrubConnection(t *testing.T) {
+	m := newHeaderMatcher([]string{"X-Auth-*"})
+	h := http.Header{"Connection": {"keep-alive, x-auth-subject", "X_Auth_Client"}}
+	if !m.scrubConnection(h) {
+		t.Fatal("nothing scrubbed")
+	}
+	if got := strings.Join(h["Connection"], "|"); got != "keep-alive" {
+		t.Fatalf("Connection %q, want keep-alive", got)
+	}
+	h = http.Header{"Connection": {"X-Auth-Subject"}}
+	m.scrubConnection(h)
+	if _, ok := h["Connection"]; ok {
+		t.Fatal("an emptied Connection header was kept")
+	}
+	h = http.Header{"Connection": {"close"}}
+	if m.scrubConnection(h) || h.Get("Connection") != "close" {
+		t.Fatal("an innocent Connection header was changed")
+	}
+}

@@ -349,6 +349,9 @@ func (m *OIDCAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	for _, name := range m.reserved.stripReserved(r.Header) {
 		dec.AddSpoofedHeader(name)
 	}
+	if m.reserved.scrubConnection(r.Header) {
+		dec.AddSpoofedHeader("Connection")
+	}
 
 	raw, status, err := m.extractToken(r)
 	if err != nil {
