@@ -55,6 +55,7 @@ type AuditLog struct {
 
 	// Instance names this sidecar in the records' `instance` field, to which
 	// a random suffix per process start is added. Defaults to the host name.
+	// Accepts placeholders such as {env.POD_NAME}.
 	Instance string `json:"instance,omitempty"`
 
 	// OnWriteFailure is what happens to requests while the audit output
@@ -122,7 +123,7 @@ func (m *AuditLog) Provision(ctx caddy.Context) error {
 	if m.metrics, err = newMetrics(ctx.GetMetricsRegistry(), m.MetricsTenantLabel); err != nil {
 		return fmt.Errorf("audit_log: %v", err)
 	}
-	if m.sink, err = openSink(wo, defaultInstance(m.Instance)); err != nil {
+	if m.sink, err = openSink(wo, defaultInstance(repl.ReplaceAll(m.Instance, ""))); err != nil {
 		return fmt.Errorf("audit_log: %v", err)
 	}
 	return nil

@@ -81,7 +81,8 @@ func TestProvision(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "audit.jsonl")
 	t.Setenv("AUDIT_UNIT_KEY", "provision-test-secret-0123456789")
-	cfg := `{"output":{"output":"file","filename":"` + file + `"},"pseudonym_key":"{env.AUDIT_UNIT_KEY}"}`
+	t.Setenv("AUDIT_UNIT_POD", "pod-7")
+	cfg := `{"output":{"output":"file","filename":"` + file + `"},"pseudonym_key":"{env.AUDIT_UNIT_KEY}","instance":"{env.AUDIT_UNIT_POD}"}`
 
 	provision := func(cfg string) (*AuditLog, error) {
 		m := new(AuditLog)
@@ -100,6 +101,9 @@ func TestProvision(t *testing.T) {
 	m, err := provision(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.HasPrefix(m.sink.instance, "pod-7:") {
+		t.Fatalf("instance %q: the placeholder was not resolved", m.sink.instance)
 	}
 	if m.pseudo == nil || m.pseudo.path != file+".keyring.json" {
 		t.Fatalf("keyring path %+v", m.pseudo)
