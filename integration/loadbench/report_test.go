@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +104,13 @@ func TestParseFlags(t *testing.T) {
 	}
 	if o.duration != 20*time.Second || len(o.sizes) != 2 || o.sizes[1] != (sizeSpec{"10KB", 10000}) || o.ndjsonBytes != 100e6 {
 		t.Errorf("parsed %+v", o)
+	}
+	alt, err := parseFlags([]string{"-alt-bin", "bin/other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := alt.configs[len(alt.configs)-1]; got != altConfig || !filepath.IsAbs(alt.altBin) {
+		t.Errorf("-alt-bin: configs %v, binary %q; want %s last and an absolute path (the sidecar runs in the repository root)", alt.configs, alt.altBin, altConfig)
 	}
 	for _, bad := range [][]string{
 		{"-configs", "plain,nginx"},
