@@ -40,6 +40,7 @@ func TestOIDCAuthRefusesForgedAndInvalidTokens(t *testing.T) {
 	}
 	jwksBytes, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	fetchesBefore := s.iss.JWKSFetches() // the test's own fetch above
 
 	claims := s.iss.AccessClaims("user-123", "connector-api", nil)
 	valid := s.token(t, nil)
@@ -101,6 +102,11 @@ func TestOIDCAuthRefusesForgedAndInvalidTokens(t *testing.T) {
 			resp, body := s.sidecar.Get(t, "/contacts", c.token)
 			s.assertRefused(t, resp, body, http.StatusUnauthorized, c.reason, c.token)
 		})
+	}
+	// Bad signatures under known kids must not refetch (go-oidc's
+	// RemoteKeySet does): one fetch loaded the keys, none followed.
+	if n := s.iss.JWKSFetches() - fetchesBefore; n != 1 {
+		t.Fatalf("the issuer's JWKS was fetched %d times; want 1 (no refetch for bad signatures)", n)
 	}
 	if n := attacker.JWKSFetches() + attacker.DiscoveryFetches(); n != 0 {
 		t.Fatalf("the attacker's issuer was fetched %d time(s); jku/x5u/iss of unknown issuers must never be followed", n)

@@ -181,8 +181,14 @@ func parseJWKS(body []byte) ([]*publicKey, error) {
 		if jwk.Algorithm != "" && !asymmetricAlgs[jwk.Algorithm] {
 			continue
 		}
-		switch jwk.Key.(type) {
-		case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		switch k := jwk.Key.(type) {
+		case *rsa.PublicKey:
+			// Short moduli are forgeable; huge ones make every
+			// verification a CPU cost the IdP chose.
+			if bits := k.N.BitLen(); bits < 2048 || bits > 8192 {
+				continue
+			}
+		case *ecdsa.PublicKey, ed25519.PublicKey:
 		default:
 			continue
 		}
@@ -191,12 +197,19 @@ func parseJWKS(body []byte) ([]*publicKey, error) {
 			continue
 		}
 		keys = append(keys, pk)
+		if len(keys) == maxKeys {
+			break
+		}
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("JWKS holds no usable signature key")
 	}
 	return keys, nil
 }
+
+// maxKeys bounds how many keys of one issuer are kept; real sets hold a
+// handful, and a token without kid is tried against each matching key.
+const maxKeys = 64
 
 // keyFitsAlg reports whether a public key can verify signatures of alg.
 func keyFitsAlg(key any, alg string) bool {

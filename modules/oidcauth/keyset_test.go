@@ -2,6 +2,9 @@ package oidcauth
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 
 	"github.com/alysio/privacy-sidecar/internal/devidp"
@@ -285,5 +289,39 @@ func TestKeySetFetchTimeout(t *testing.T) {
 	ks, _ := newTestKeySet(t, cfg)
 	if _, _, err := ks.lookup(context.Background(), "rs256-2", "RS256"); !errors.Is(err, errKeysUnavailable) {
 		t.Fatalf("slow IdP: %v, want errKeysUnavailable", err)
+	}
+}
+
+func TestParseJWKSSkipsUnusableKeys(t *testing.T) {
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss := startIssuer(t)
+	good := iss.KeyFor("ES256")
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
+		{Key: weak.Public(), KeyID: "weak", Algorithm: "RS256", Use: "sig"},
+		{Key: []byte("secret"), KeyID: "hmac", Algorithm: "HS256"},
+		{Key: good.Signer.Public(), KeyID: "enc", Algorithm: "ES256", Use: "enc"},
+		{Key: good.Signer.Public(), KeyID: "good", Algorithm: "ES256", Use: "sig"},
+		{Key: good.Signer, KeyID: "private", Algorithm: "ES256"},
+	}}
+	body, err := json.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := parseJWKS(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, k := range keys {
+		ids = append(ids, k.jwk.KeyID)
+		if !k.jwk.IsPublic() {
+			t.Fatalf("key %s kept its private part", k.jwk.KeyID)
+		}
+	}
+	if got := strings.Join(ids, ","); got != "good,private" {
+		t.Fatalf("kept keys %s, want good,private (the private key reduced to its public half)", got)
 	}
 }
