@@ -3,6 +3,7 @@ package integration
 import (
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -116,4 +117,47 @@ func grepLines(text, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestAuditLogWithHandleErrors: refusals returned as errors still reach
+// handle_errors unchanged, and the record has the refusal's reason and status.
+func TestAuditLogWithHandleErrors(t *testing.T) {
+	iss := StartIssuer(t)
+	up := StartUpstream(t, nil)
+	file := filepath.Join(t.TempDir(), "audit.jsonl")
+	s := StartSidecarConfig(t, `{
+	admin {$SIDECAR_ADMIN}
+}
+
+http://{$SIDECAR_ADDR} {
+	audit_log {
+		output file {$AUDIT_FILE}
+		pseudonym_key {env.AUDIT_KEY}
+	}
+	oidc_auth {
+		issuer {$ISSUER} {
+			audience connector-api
+		}
+	}
+	reverse_proxy {$UPSTREAM}
+	handle_errors {
+		respond "custom page: {sidecar.reason}" {http.error.status_code}
+	}
+}
+`, map[string]string{"AUDIT_FILE": file, "AUDIT_KEY": auditKey, "UPSTREAM": up.Addr, "ISSUER": iss.URL})
+	resp, body := s.Get(t, "/x", "")
+	if resp.StatusCode != http.StatusUnauthorized || string(body) != "custom page: token_missing" {
+		t.Fatalf("status %d body %q: handle_errors did not get the refusal", resp.StatusCode, body)
+	}
+	rec := waitAudit(t, file, 1)[0]
+	if rec.Decision != "deny" || rec.Reason != "token_missing" || rec.Status != 401 {
+		t.Fatalf("record %+v", rec)
+	}
+	tok := iss.MustMint(iss.AccessClaims("erin-2718", "connector-api", nil))
+	if resp, _ := s.Get(t, "/x", tok); resp.StatusCode != 200 {
+		t.Fatalf("valid token: %d", resp.StatusCode)
+	}
+	if rec := waitAudit(t, file, 2)[1]; rec.Decision != "allow" || rec.Subject == "" || rec.Subject == "erin-2718" {
+		t.Fatalf("record %+v", rec)
+	}
 }
