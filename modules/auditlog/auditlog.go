@@ -244,7 +244,9 @@ func (m *AuditLog) fill(rec *Record, r *http.Request, d *sidecar.Decision, rw ca
 		if errors.As(handlerErr, &he) && he.StatusCode != 0 {
 			status = he.StatusCode
 		}
-		rec.Status = status
+		if rec.Status == 0 { // else the client already got the written status
+			rec.Status = status
+		}
 		if rec.Reason == "" {
 			rec.Reason = errorReason(status)
 		}

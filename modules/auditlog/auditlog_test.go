@@ -125,6 +125,10 @@ func TestServeHTTPRecordsWhatLaterHandlersDecided(t *testing.T) {
 			return errors.New("boom")
 		}, 500, "handler_error", true},
 		{"nothing written", func(w http.ResponseWriter, r *http.Request) error { return nil }, 200, "ok", false},
+		{"failed after the header went out", func(w http.ResponseWriter, r *http.Request) error {
+			w.WriteHeader(http.StatusOK)
+			return caddyhttp.Error(http.StatusBadGateway, errors.New("upstream reset mid-body"))
+		}, 200, "upstream_unavailable", true},
 	}
 	for i, c := range cases {
 		rw := httptest.NewRecorder()
