@@ -162,7 +162,7 @@ func TestServeHTTPRecordsWhatLaterHandlersDecided(t *testing.T) {
 	if n := logs.FilterMessage("security event").Len(); n != 2 {
 		t.Errorf("%d security events logged, want 2 (tenant_mismatch, token_invalid)", n)
 	}
-	if got := counterValue(t, m.metrics.requests.WithLabelValues("deny", "upstream_unavailable", "")); got != 1 {
+	if got := counterValue(t, m.metrics.requests.WithLabelValues("deny", "upstream_unavailable", "")); got != 2 {
 		t.Errorf("requests{deny,upstream_unavailable} = %v", got)
 	}
 	if got := counterValue(t, m.metrics.withheld.WithLabelValues("crm")); got != 3 {
