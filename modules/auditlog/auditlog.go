@@ -49,8 +49,9 @@ type AuditLog struct {
 	PseudonymizeOff bool `json:"pseudonymize_off,omitempty"`
 
 	// Keyring is the file holding one random salt per tenant. Defaults to
-	// <output file>.keyring.json next to a file output, otherwise
-	// audit-keyring.json in Caddy's data directory. Accepts placeholders.
+	// the output file's name with .keyring.json for its extension
+	// (audit.jsonl -> audit.keyring.json), otherwise audit-keyring.json in
+	// Caddy's data directory. Accepts placeholders.
 	Keyring string `json:"keyring,omitempty"`
 
 	// Instance names this sidecar in the records' `instance` field, to which
@@ -365,9 +366,16 @@ func isParamName(s string) bool {
 // defaultKeyring is next to a file output, otherwise in Caddy's data directory.
 func defaultKeyring(wo caddy.WriterOpener) string {
 	if fw, ok := wo.(*logging.FileWriter); ok {
-		return fw.Filename + ".keyring.json"
+		return keyringNextTo(fw.Filename)
 	}
 	return filepath.Join(caddy.AppDataDir(), "audit-keyring.json")
+}
+
+// keyringNextTo names the default keyring of an audit file: audit.jsonl ->
+// audit.keyring.json, which a glob for the log files (audit*.jsonl*) and
+// the rolled-file pattern (audit-*.jsonl*) do not match.
+func keyringNextTo(file string) string {
+	return strings.TrimSuffix(file, filepath.Ext(file)) + ".keyring.json"
 }
 
 var (

@@ -29,7 +29,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //		pseudonym_key {env.AUDIT_KEY}
 //		pseudonymize off
-//		keyring /var/lib/sidecar/audit-keyring.json
+//		keyring /var/lib/sidecar/audit.keyring.json
 //		instance <name>
 //		on_write_failure refuse|allow
 //		metrics_tenant_label

@@ -105,7 +105,7 @@ func TestProvision(t *testing.T) {
 	if !strings.HasPrefix(m.sink.instance, "pod-7:") {
 		t.Fatalf("instance %q: the placeholder was not resolved", m.sink.instance)
 	}
-	if m.pseudo == nil || m.pseudo.path != file+".keyring.json" {
+	if m.pseudo == nil || m.pseudo.path != filepath.Join(dir, "audit.keyring.json") {
 		t.Fatalf("keyring path %+v", m.pseudo)
 	}
 	// A second handler on the same file shares the sink (one chain).

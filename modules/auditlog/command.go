@@ -47,8 +47,8 @@ Commands for the audit_log handler's records.
 				RunE:  caddycmd.WrapCommandFuncForCobra(cmdForget),
 			}
 			forget.Flags().String("tenant", "", "the tenant to forget (required; \"\" for records without a tenant)")
-			forget.Flags().String("keyring", "", "the audit keyring file (default: <audit file>.keyring.json)")
-			forget.Flags().String("log", "", "the audit log file, to find the keyring next to it")
+			forget.Flags().String("keyring", "", "the audit keyring file")
+			forget.Flags().String("log", "", "the audit log file, to use its default keyring (audit.jsonl -> audit.keyring.json)")
 			cmd.AddCommand(forget)
 		},
 	})
@@ -83,7 +83,7 @@ func cmdForget(fl caddycmd.Flags) (int, error) {
 		if fl.String("log") == "" {
 			return 2, errors.New("give --keyring PATH, or --log FILE to use the keyring next to the audit file")
 		}
-		path = fl.String("log") + ".keyring.json"
+		path = keyringNextTo(fl.String("log"))
 	}
 	if _, err := os.Stat(path); err != nil {
 		return 1, fmt.Errorf("audit keyring: %v", err)
