@@ -11,12 +11,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/alysio/privacy-sidecar/modules/sidecar"
@@ -311,5 +313,32 @@ func TestMetricsSharedAcrossHandlersAndConflictingLabels(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// FACTS.md (zap v1.28.0): the production config samples identical messages.
+// The audit record therefore never goes through a zap logger; this test
+// keeps the fact visible and fails if zap's behaviour changes.
+func TestZapProductionConfigSamplesSoRecordsBypassZap(t *testing.T) {
+	var buf bytes.Buffer
+	cfg := zap.NewProductionConfig()
+	enc := zapcore.NewJSONEncoder(cfg.EncoderConfig)
+	core := zapcore.NewSamplerWithOptions(zapcore.NewCore(enc, zapcore.AddSync(&buf), zap.InfoLevel),
+		time.Second, cfg.Sampling.Initial, cfg.Sampling.Thereafter)
+	logger := zap.New(core)
+	for i := 0; i < 10000; i++ {
+		logger.Info("audit")
+	}
+	if n := bytes.Count(buf.Bytes(), []byte("\n")); n >= 10000 {
+		t.Fatalf("zap's production sampling kept all %d messages; FACTS.md needs updating", n)
+	}
+	// The audit sink writes every record.
+	w := new(switchWriter)
+	m, _, _ := newTestAuditLog(t, w, "")
+	for i := 0; i < 10000; i++ {
+		_ = m.ServeHTTP(httptest.NewRecorder(), newRequest("/same"), caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+	}
+	if n := len(w.lines(t)); n != 10000 {
+		t.Fatalf("%d records for 10000 identical requests", n)
 	}
 }
