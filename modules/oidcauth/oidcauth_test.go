@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -370,4 +374,36 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestServeHTTPConcurrent runs requests from many goroutines while the key
+// set refreshes in the background; run with -race.
+func TestServeHTTPConcurrent(t *testing.T) {
+	iss := startIssuer(t)
+	m := newHandler(t, iss, func(m *OIDCAuth) {
+		m.CacheSize = 16
+		m.Issuers[0].RefreshInterval = caddyDuration(5 * time.Millisecond)
+	})
+	tokens := make([]string, 32)
+	for i := range tokens {
+		tokens[i] = iss.MustMint(iss.AccessClaims(fmt.Sprint("user-", i), "connector-api", nil))
+	}
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				s := serve(t, m, tokens[(g*7+i)%len(tokens)])
+				if s.next.called != 1 {
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := refused.Load(); n != 0 {
+		t.Fatalf("%d valid requests refused under concurrency", n)
+	}
 }
