@@ -60,6 +60,7 @@ func TestAuditLogRecordsEveryModulesRefusals(t *testing.T) {
 		"good":        good,
 		"forged":      parts[0] + "." + parts[1] + "." + string(badSig),
 		"expired":     mint("acme", "contacts:read", devidp.Claims{"iat": past.Add(-time.Hour).Unix(), "nbf": past.Add(-time.Hour).Unix(), "exp": past.Unix()}),
+		"future":      mint("acme", "contacts:read", devidp.Claims{"nbf": time.Now().Add(time.Hour).Unix()}),
 		"other iss":   other.MustMint(other.AccessClaims(subject, "connector-api", devidp.Claims{"tenant_id": "acme", "scope": "contacts:read"})),
 		"other aud":   iss.MustMint(iss.AccessClaims(subject, "other-api", devidp.Claims{"tenant_id": "acme", "scope": "contacts:read"})),
 		"hs256":       devidp.SignHMAC(nil, iss.AccessClaims(subject, "connector-api", devidp.Claims{"tenant_id": "acme"}), []byte("guessed-secret-0123456789abcdef0")),
@@ -87,6 +88,7 @@ func TestAuditLogRecordsEveryModulesRefusals(t *testing.T) {
 		{"malformed token", "/v1/contacts", "not-a-jwt", []string{acme}, nil, 401, "token_malformed", ""},
 		{"forged signature", "/v1/contacts", "forged", []string{acme}, nil, 401, "token_invalid", "token_invalid"},
 		{"expired", "/v1/contacts", "expired", []string{acme}, nil, 401, "token_expired", ""},
+		{"not yet valid", "/v1/contacts", "future", []string{acme}, nil, 401, "token_not_yet_valid", ""},
 		{"unknown issuer", "/v1/contacts", "other iss", []string{acme}, nil, 401, "issuer_unknown", ""},
 		{"wrong audience", "/v1/contacts", "other aud", []string{acme}, nil, 401, "audience_mismatch", ""},
 		{"HS256", "/v1/contacts", "hs256", []string{acme}, nil, 401, "algorithm_not_allowed", "algorithm_not_allowed"},
@@ -147,7 +149,13 @@ func TestAuditLogRecordsEveryModulesRefusals(t *testing.T) {
 	if recs[1].FieldsRemoved >= trimmed.FieldsRemoved || !containsString(recs[1].QueryParams, "limit") {
 		t.Errorf("with contacts:pii fewer fields are withheld: %d vs %d; query_params %q", recs[1].FieldsRemoved, trimmed.FieldsRemoved, recs[1].QueryParams)
 	}
-	if tm := recs[10]; tm.Tenant != "acme" || tm.Subject != trimmed.Subject {
+	var tm auditRecord
+	for _, r := range recs {
+		if r.Reason == "tenant_mismatch" {
+			tm = r
+		}
+	}
+	if tm.Tenant != "acme" || tm.Subject != trimmed.Subject {
 		t.Errorf("the tenant_mismatch record names tenant %q subject %q; want the token's tenant and the same pseudonym", tm.Tenant, tm.Subject)
 	}
 	if code, out := auditCmd(t, "verify", file); code != 0 {
