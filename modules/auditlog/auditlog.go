@@ -97,6 +97,9 @@ func (m *AuditLog) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("audit_log: loading the output: %v", err)
 	}
 	wo := mod.(caddy.WriterOpener)
+	if nw, ok := wo.(*logging.NetWriter); ok && nw.SoftStart {
+		return errors.New("audit_log: the net output's soft_start would send audit records to stderr while the sink is down; remove soft_start (requests are refused while the sink is unreachable)")
+	}
 
 	repl := caddy.NewReplacer()
 	if !m.PseudonymizeOff {

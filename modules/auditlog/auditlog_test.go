@@ -342,3 +342,21 @@ func TestZapProductionConfigSamplesSoRecordsBypassZap(t *testing.T) {
 		t.Fatalf("%d records for 10000 identical requests", n)
 	}
 }
+
+// shortWriter reports success without writing, as Caddy's net writer does
+// when it dumps a line to stderr because the socket is down.
+type shortWriter struct{}
+
+func (shortWriter) Write(p []byte) (int, error) { return 0, nil }
+func (shortWriter) Close() error                { return nil }
+
+func TestShortWriteIsAFailure(t *testing.T) {
+	m, _, _ := newTestAuditLog(t, shortWriter{}, "")
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	_ = m.ServeHTTP(httptest.NewRecorder(), newRequest("/"), next)
+	rw := httptest.NewRecorder()
+	_ = m.ServeHTTP(rw, newRequest("/"), next)
+	if rw.Code != http.StatusServiceUnavailable || counterValue(t, m.metrics.writeFailures) != 2 {
+		t.Fatalf("a silent short write was taken for success: status %d", rw.Code)
+	}
+}

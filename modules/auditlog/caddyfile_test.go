@@ -115,11 +115,12 @@ func TestProvision(t *testing.T) {
 	}
 
 	bad := map[string]string{
-		`{"output":{"output":"stderr"}}`:                                                "pseudonym_key is required",
-		`{"output":{"output":"stderr"},"pseudonym_key":"{env.AUDIT_UNSET_VAR_XYZ}"}`:    "pseudonym_key",
-		`{"output":{"output":"stderr"},"pseudonym_key":"short"}`:                        "shorter than 16 bytes",
-		`{"pseudonym_key":"provision-test-secret-0123456789"}`:                          "no output configured",
-		`{"output":{"output":"stderr"},"pseudonymize_off":true,"on_write_failure":"x"}`: "on_write_failure",
+		`{"output":{"output":"stderr"}}`:                                                                "pseudonym_key is required",
+		`{"output":{"output":"stderr"},"pseudonym_key":"{env.AUDIT_UNSET_VAR_XYZ}"}`:                    "pseudonym_key",
+		`{"output":{"output":"stderr"},"pseudonym_key":"short"}`:                                        "shorter than 16 bytes",
+		`{"pseudonym_key":"provision-test-secret-0123456789"}`:                                          "no output configured",
+		`{"output":{"output":"stderr"},"pseudonymize_off":true,"on_write_failure":"x"}`:                 "on_write_failure",
+		`{"output":{"output":"net","address":"127.0.0.1:9","soft_start":true},"pseudonymize_off":true}`: "soft_start",
 	}
 	for c, want := range bad {
 		if _, err := provision(c); err == nil || !strings.Contains(err.Error(), want) {

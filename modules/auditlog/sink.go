@@ -87,7 +87,13 @@ func (s *sink) write(head []byte) (uint64, error) {
 	b = appendTailHex(b, s.instance, seq, &s.prev)
 	line, hash := seal(b)
 	s.buf = line
-	if _, err := s.w.Write(line); err != nil {
+	n, err := s.w.Write(line)
+	if err == nil && n < len(line) {
+		// Caddy's net writer reports success when it dumped the line to
+		// stderr because the socket is down; that record did not arrive.
+		err = io.ErrShortWrite
+	}
+	if err != nil {
 		s.failing.Store(true)
 		return seq, err
 	}
