@@ -438,7 +438,7 @@ func (s *scanner) duplicate(key []byte, base int) bool {
 	n := len(s.keys) - base
 	if n < bigObject {
 		for _, k := range s.keys[base:] {
-			if bytes.Equal(k, key) {
+			if len(k) == len(key) && (len(k) == 0 || k[0] == key[0]) && bytes.Equal(k, key) {
 				return true
 			}
 		}

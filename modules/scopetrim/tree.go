@@ -50,6 +50,9 @@ type node struct {
 	// pattern is the node's path as written in withheld patterns ("data.#").
 	pattern string
 	keys    map[string]*node
+	// list holds keys when there are few: comparing a handful of short
+	// strings is faster than hashing one
+	list []keyedNode
 	// star is the child for every key ("*"); it is merged into every exact
 	// key child at compile time, so a lookup falls back to it only for keys
 	// the policy does not name.
@@ -61,6 +64,14 @@ type node struct {
 	// below holds the scopes that grant something at or under this node.
 	below uint64
 }
+
+type keyedNode struct {
+	key string
+	n   *node
+}
+
+// smallNode is the most keys looked up by scanning a list.
+const smallNode = 16
 
 // best returns the least restrictive transform the scopes in mask grant here.
 func (n *node) best(mask uint64) transform {
@@ -79,6 +90,14 @@ func (n *node) best(mask uint64) transform {
 func (n *node) child(key []byte) *node {
 	if n == nil {
 		return nil
+	}
+	if n.list != nil {
+		for i := range n.list {
+			if k := n.list[i].key; len(k) == len(key) && k == string(key) {
+				return n.list[i].n
+			}
+		}
+		return n.star
 	}
 	if c, ok := n.keys[string(key)]; ok {
 		return c
@@ -228,6 +247,12 @@ func (n *node) finish() uint64 {
 	below := uint64(0)
 	for t := range n.grant {
 		below |= n.grant[t]
+	}
+	n.list = nil
+	if len(n.keys) > 0 && len(n.keys) <= smallNode {
+		for k, c := range n.keys {
+			n.list = append(n.list, keyedNode{k, c})
+		}
 	}
 	for _, c := range n.keys {
 		below |= c.finish()

@@ -21,7 +21,8 @@ type trimmer struct {
 
 	// withheld counts removed values by parent node and key; elements
 	// counts removed array elements by array node.
-	withheld map[*node]map[string]int
+	withheld map[*node]map[string]*int
+	recent   []recentKey // the last withheld keys, to skip two map lookups
 	elements map[*node]int
 	removed  int
 }
@@ -236,20 +237,48 @@ func (t *trimmer) array(n *node, inherited transform, depth int) {
 	}
 }
 
+// recentKey is a withheld (parent, key) and its counter.
+type recentKey struct {
+	parent *node
+	key    string
+	count  *int
+}
+
 func (t *trimmer) keyWithheld(parent *node, key []byte) {
 	t.removed++
+	for i := range t.recent {
+		if r := &t.recent[i]; r.parent == parent && len(r.key) == len(key) && r.key == string(key) {
+			*r.count++
+			return
+		}
+	}
+	t.keyWithheldSlow(parent, key)
+}
+
+func (t *trimmer) keyWithheldSlow(parent *node, key []byte) {
 	if t.withheld == nil {
-		t.withheld = make(map[*node]map[string]int)
+		t.withheld = make(map[*node]map[string]*int)
 	}
 	m := t.withheld[parent]
 	if m == nil {
-		m = make(map[string]int)
+		m = make(map[string]*int)
 		t.withheld[parent] = m
 	}
 	if !patternSafe(key) {
 		key = []byte("*")
 	}
-	m[string(key)]++
+	// a lookup with string(key) does not allocate; only a new pattern does
+	c := m[string(key)]
+	if c != nil {
+		*c++
+	} else {
+		c = new(int)
+		*c = 1
+		m[string(key)] = c
+	}
+	if len(t.recent) < 16 && patternSafe(key) {
+		t.recent = append(t.recent, recentKey{parent, string(key), c})
+	}
 }
 
 func (t *trimmer) elementWithheld(parent *node) {
@@ -285,7 +314,7 @@ func (t *trimmer) withheldPatterns() (patterns []string, counts []int) {
 	var all []pc
 	for n, m := range t.withheld {
 		for k, c := range m {
-			all = append(all, pc{joinPattern(n.pattern, escapeKey(k)), c})
+			all = append(all, pc{joinPattern(n.pattern, escapeKey(k)), *c})
 		}
 	}
 	for n, c := range t.elements {
@@ -302,5 +331,6 @@ func (t *trimmer) withheldPatterns() (patterns []string, counts []int) {
 	}
 	clear(t.withheld)
 	clear(t.elements)
+	t.recent = t.recent[:0]
 	return patterns, counts
 }
