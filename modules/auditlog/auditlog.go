@@ -163,7 +163,7 @@ func (m *AuditLog) Cleanup() error {
 func (m *AuditLog) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
 	start := time.Now()
 	r, d := sidecar.WithDecision(r)
-	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
+	rw := caddyhttp.NewResponseRecorder(w, nil, nil)
 
 	done := false
 	defer func() {
@@ -176,21 +176,21 @@ func (m *AuditLog) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		p := recover()
 		d.Deny(http.StatusInternalServerError, sidecar.ReasonHandlerError)
 		var perr error
-		if rec.Status() == 0 {
+		if rw.Status() == 0 {
 			perr = caddyhttp.Error(http.StatusInternalServerError, errors.New("handler panicked"))
 		}
-		m.record(r, d, rec, perr, start)
+		m.record(r, d, rw, perr, start)
 		panic(p)
 	}()
 
 	if m.sink.failing.Load() && m.OnWriteFailure != "allow" {
-		err = sidecar.Refuse(rec, r, http.StatusServiceUnavailable, sidecar.ReasonAuditUnavailable,
+		err = sidecar.Refuse(rw, r, http.StatusServiceUnavailable, sidecar.ReasonAuditUnavailable,
 			"the audit log cannot be written; the request was not served")
 	} else {
-		err = next.ServeHTTP(rec, r)
+		err = next.ServeHTTP(rw, r)
 	}
 	done = true
-	m.record(r, d, rec, err, start)
+	m.record(r, d, rw, err, start)
 	return err
 }
 
@@ -208,8 +208,11 @@ func (m *AuditLog) record(r *http.Request, d *sidecar.Decision, rw caddyhttp.Res
 
 	m.metrics.observe(rec, werr)
 	if werr != nil {
-		m.logger.Error("audit record not written: requests are refused until the audit output works again",
-			zap.String("output", m.sink.name), zap.Uint64("seq", seq),
+		msg := "audit record not written: requests are refused until the audit output works again"
+		if m.OnWriteFailure == "allow" {
+			msg = "audit record not written: requests are served unaudited (on_write_failure allow)"
+		}
+		m.logger.Error(msg, zap.String("output", m.sink.name), zap.Uint64("seq", seq),
 			zap.String("request_id", rec.RequestID), zap.Error(werr))
 	}
 	if rec.SecurityEvent != "" {
