@@ -172,11 +172,10 @@ func referenceSize(sizes []sizeSpec) string {
 	return best
 }
 
-// markdown renders the report as the README's performance section.
+// markdown renders the report for the README's performance section.
 func (rep *report) markdown() string {
 	var b strings.Builder
 	o, m := rep.o, rep.machine
-	b.WriteString("## Performance\n\n")
 	fmt.Fprintf(&b, "Measured %s with\n\n```\n%s\n```\n\n", rep.started.Format("2006-01-02 15:04 MST"), commandLine(os.Args[1:]))
 	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %s RAM, %s, %s; load average at start %s. ", m.CPUs, m.Model, mebibytes(m.MemKB), m.Kernel, m.Go, m.LoadAvg)
 	b.WriteString("The load generator, the upstream and the issuer run in the harness process on the same machine, so they compete with the sidecar for the CPUs: compare ratios, which come from the same run, rather than absolute figures.\n\n")
