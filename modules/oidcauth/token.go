@@ -5,9 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"strings"
 	"time"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
@@ -187,54 +190,31 @@ func numericDate(claims map[string]any, name string) (time.Time, bool, error) {
 	return time.Unix(int64(sec), int64(frac*1e9)), true, nil
 }
 
-// strictUnmarshal decodes one JSON value, keeping numbers exact, and refuses
-// trailing data and duplicate keys at the top level: a claim that two JSON
-// parsers could read differently is not a claim we can vouch for.
+// strictUnmarshal decodes one JSON object, keeping numbers exact, and
+// refuses trailing data and duplicate keys at the top level: a claim that two
+// JSON parsers could read differently ("iss" twice, or "iss" and "i\u0073s")
+// is not a claim we can vouch for. gjson counts the raw members without
+// allocating; encoding/json has already validated the document, so gjson's
+// leniency with invalid JSON does not matter here.
 func strictUnmarshal(data []byte, v *map[string]any) error {
-	if err := rejectDuplicateTopLevelKeys(data); err != nil {
-		return err
-	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("trailing data after the JSON value")
 	}
-	if _, err := dec.Token(); err == nil {
-		return errors.New("trailing data after the JSON value")
-	}
-	return nil
-}
-
-func rejectDuplicateTopLevelKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+	if *v == nil {
 		return errors.New("not a JSON object")
 	}
-	seen := make(map[string]struct{}, 16)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return errors.New("object key is not a string")
-		}
-		if _, dup := seen[key]; dup {
-			return errors.New("duplicate key")
-		}
-		seen[key] = struct{}{}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return err
-		}
+	members := 0
+	gjson.ParseBytes(data).ForEach(func(_, _ gjson.Result) bool {
+		members++
+		return true
+	})
+	if members != len(*v) {
+		return errors.New("duplicate key")
 	}
 	return nil
 }

@@ -58,6 +58,8 @@ func TestParseToken(t *testing.T) {
 		"b64 false":             {seg(`{"alg":"RS256","b64":false}`) + "." + pay + "." + sig, sidecar.ReasonTokenInvalid},
 		"payload not JSON":      {hdr + "." + seg("hello") + "." + sig, sidecar.ReasonTokenMalformed},
 		"duplicate iss":         {hdr + "." + seg(`{"iss":"a","iss":"b","exp":1}`) + "." + sig, sidecar.ReasonTokenMalformed},
+		"escaped duplicate iss": {hdr + "." + seg(`{"iss":"a","i\u0073s":"b","exp":1}`) + "." + sig, sidecar.ReasonTokenMalformed},
+		"payload array":         {hdr + "." + seg(`[1]`) + "." + sig, sidecar.ReasonTokenMalformed},
 		"iss number":            {hdr + "." + seg(`{"iss":1}`) + "." + sig, sidecar.ReasonTokenMalformed},
 		"aud object":            {hdr + "." + seg(`{"aud":{"a":1}}`) + "." + sig, sidecar.ReasonTokenMalformed},
 		"aud mixed array":       {hdr + "." + seg(`{"aud":["a",1]}`) + "." + sig, sidecar.ReasonTokenMalformed},
