@@ -1,8 +1,10 @@
 package scopetrim
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -160,4 +162,33 @@ func FuzzCompilePolicy(f *testing.F) {
 			e.scopeMask([]string{"s"}, []string{"r"})
 		}
 	})
+}
+
+// TestSchemaPathPatternAgreesWithParser checks policies/policy.schema.json's
+// path pattern against the parser, so editors validate what the sidecar loads.
+func TestSchemaPathPatternAgreesWithParser(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "policies", "policy.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Defs struct {
+			Path struct {
+				Pattern string `json:"pattern"`
+			} `json:"path"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(data, &schema); err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(schema.Defs.Path.Pattern)
+	for _, p := range []string{
+		"a", "data.#.id", "*", "#", "a.*.b", `a\.b`, `\#`, `\*.x`, `c\\d`, "é.ü", "a@b", "a)b",
+		"", ".", "a.", ".a", "a..b", "a#", "#a", "a*", "**", "@this", "a|b", "a(b", "#(x>1)", `a\`, `a\n`, "?x", "a.!b",
+	} {
+		_, perr := parsePath(p)
+		if got := re.MatchString(p); got != (perr == nil) {
+			t.Errorf("path %q: schema says %v, parser says %v", p, got, perr)
+		}
+	}
 }
