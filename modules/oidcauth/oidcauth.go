@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -23,8 +22,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/coreos/go-oidc/v3/oidc"
-	"github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -247,62 +244,6 @@ func (m *OIDCAuth) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-func setIssuerDefaults(ic *Issuer) {
-	if ic.RefreshInterval == 0 {
-		ic.RefreshInterval = caddy.Duration(defaultRefreshInterval)
-	}
-	if ic.MinRefreshInterval == 0 {
-		ic.MinRefreshInterval = caddy.Duration(defaultMinRefresh)
-	}
-	if ic.FetchTimeout == 0 {
-		ic.FetchTimeout = caddy.Duration(defaultFetchTimeout)
-	}
-	if ic.FetchAttempts == 0 {
-		ic.FetchAttempts = defaultFetchAttempts
-	}
-	if ic.MaxJWKSSize == 0 {
-		ic.MaxJWKSSize = defaultMaxJWKSBytes
-	}
-	if ic.MaxDiscoverySize == 0 {
-		ic.MaxDiscoverySize = defaultMaxDiscoveryB
-	}
-}
-
-func (m *OIDCAuth) provisionIssuer(ic *Issuer) error {
-	kc := keySetConfig{
-		Issuer:          ic.Issuer,
-		JWKSURI:         ic.JWKSURI,
-		RefreshInterval: time.Duration(ic.RefreshInterval),
-		MinRefresh:      time.Duration(ic.MinRefreshInterval),
-		FetchTimeout:    time.Duration(ic.FetchTimeout),
-		FetchAttempts:   ic.FetchAttempts,
-		MaxJWKSBytes:    ic.MaxJWKSSize,
-		MaxDiscoveryB:   ic.MaxDiscoverySize,
-	}
-	key := kc.poolKey()
-	logger := m.logger
-	val, _, err := keySets.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return newKeySet(kc, logger.Named("keys")), nil
-	})
-	if err != nil {
-		return fmt.Errorf("oidc_auth: key set for issuer %q: %w", ic.Issuer, err)
-	}
-	var algs []jose.SignatureAlgorithm
-	for _, a := range m.Algorithms {
-		algs = append(algs, jose.SignatureAlgorithm(a))
-	}
-	leeway := time.Duration(m.Leeway)
-	verifier := oidc.NewVerifier(ic.Issuer, verifyingKeySet{algs: algs}, &oidc.Config{
-		// Audiences are checked before the signature (several per issuer
-		// are allowed, go-oidc takes one); iss and exp are checked by both.
-		SkipClientIDCheck:    true,
-		SupportedSigningAlgs: m.Algorithms,
-		Now:                  func() time.Time { return time.Now().Add(-leeway) },
-	})
-	m.issuers[ic.Issuer] = &issuer{cfg: ic, audiences: ic.Audiences, keys: val.(*keySet), poolKey: key, verifier: verifier}
-	return nil
-}
-
 // Validate refuses configurations that could admit forged or unintended
 // tokens.
 func (m *OIDCAuth) Validate() error {
@@ -475,101 +416,6 @@ func (m *OIDCAuth) forwardHeaders(r *http.Request, id *sidecar.Identity) {
 		}
 		r.Header.Set(name, s)
 	}
-}
-
-// refuse answers a failed check: 401 with a Bearer challenge (no error code
-// when there was no token, RFC 6750 3.1), or 400 for a malformed request.
-func (m *OIDCAuth) refuse(w http.ResponseWriter, r *http.Request, status int, err error) error {
-	var pe *parseError
-	if !errors.As(err, &pe) {
-		pe = &parseError{reason: sidecar.ReasonTokenInvalid, msg: "unexpected verification error"}
-	}
-	switch {
-	case pe.reason == sidecar.ReasonTokenMissing:
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q`, m.Realm))
-	case status == http.StatusBadRequest:
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="invalid_request"`, m.Realm))
-	default:
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="invalid_token"`, m.Realm))
-	}
-	m.debug("request refused", pe.reason, "", errors.New(pe.msg))
-	return m.deny(w, r, status, pe.reason, reasonDetail[pe.reason])
-}
-
-func (m *OIDCAuth) deny(w http.ResponseWriter, r *http.Request, status int, reason, detail string) error {
-	metrics.decisions.WithLabelValues("deny", reason).Inc()
-	return sidecar.Refuse(w, r, status, reason, detail)
-}
-
-func (m *OIDCAuth) debug(msg, reason, issuer string, err error) {
-	if c := m.logger.Check(zapcore.DebugLevel, msg); c != nil {
-		fields := []zap.Field{zap.String("reason", reason), zap.Error(err)}
-		if issuer != "" {
-			fields = append(fields, zap.String("issuer", issuer))
-		}
-		c.Write(fields...)
-	}
-}
-
-// reasonDetail is the problem+json detail per reason: what the client can
-// fix, never which signature check failed.
-var reasonDetail = map[string]string{
-	sidecar.ReasonTokenMissing:        "send an access token as `Authorization: Bearer <token>`",
-	sidecar.ReasonTokenMalformed:      "the bearer token is not a well-formed signed JWT of acceptable size, in exactly one Authorization header",
-	sidecar.ReasonTokenInvalid:        "the bearer token could not be verified",
-	sidecar.ReasonTokenExpired:        "the bearer token has expired",
-	sidecar.ReasonTokenNotYetValid:    "the bearer token is not valid yet",
-	sidecar.ReasonIssuerUnknown:       "the bearer token's issuer is not trusted here",
-	sidecar.ReasonAudienceMismatch:    "the bearer token is not intended for this service",
-	sidecar.ReasonAlgorithmNotAllowed: "the bearer token's signature algorithm is not allowed",
-	sidecar.ReasonTokenTypeInvalid:    "the bearer token is not an access token of the required type",
-}
-
-// checkAlgorithm refuses anything but the asymmetric JWS algorithms.
-func checkAlgorithm(a string) error {
-	if asymmetricAlgs[a] {
-		return nil
-	}
-	if strings.EqualFold(a, "none") || strings.HasPrefix(strings.ToUpper(a), "HS") {
-		return fmt.Errorf("oidc_auth: algorithm %q is not allowed: only asymmetric algorithms (RS*, PS*, ES*, EdDSA) can prove who signed a token", a)
-	}
-	return fmt.Errorf("oidc_auth: unknown algorithm %q; use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA", a)
-}
-
-func validateIssuer(ic *Issuer) error {
-	u, err := url.Parse(ic.Issuer)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("oidc_auth: issuer %q must be an absolute http(s) URL without query or fragment", ic.Issuer)
-	}
-	if len(ic.Audiences) == 0 || slices.Contains(ic.Audiences, "") {
-		return fmt.Errorf("oidc_auth: issuer %q has no audience; add `audience <your-api>` to its block (an empty audience would accept tokens meant for any service)", ic.Issuer)
-	}
-	if ic.JWKSURI != "" {
-		if u, err := url.Parse(ic.JWKSURI); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return fmt.Errorf("oidc_auth: jwks_uri %q of issuer %q must be an absolute http(s) URL", ic.JWKSURI, ic.Issuer)
-		}
-	}
-	if ic.RefreshInterval < 0 || ic.MinRefreshInterval < 0 || ic.FetchTimeout < 0 || ic.FetchAttempts < 0 || ic.MaxJWKSSize < 0 || ic.MaxDiscoverySize < 0 {
-		return fmt.Errorf("oidc_auth: issuer %q has a negative key setting", ic.Issuer)
-	}
-	return nil
-}
-
-func checkForwardHeader(name, claim string) error {
-	if name == "" || claim == "" {
-		return errors.New("oidc_auth: forward_header needs a header name and a claim path")
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return fmt.Errorf("oidc_auth: forward_header name %q is not a valid header name", name)
-		}
-	}
-	switch normaliseHeaderName(name) {
-	case "authorization", "host", "connection", "content-length", "transfer-encoding", "cookie", "te", "upgrade", "proxy-authorization":
-		return fmt.Errorf("oidc_auth: forward_header %q would overwrite a protocol header; choose another name", name)
-	}
-	return nil
 }
 
 // Interface guards
