@@ -54,7 +54,11 @@ func TestAuditLogRecordsEveryModulesRefusals(t *testing.T) {
 	good := mint("acme", "contacts:read", nil)
 	parts := strings.Split(good, ".")
 	badSig := []byte(parts[2])
-	badSig[10] ^= 0x01
+	if badSig[10] == 'A' { // well-formed base64url, wrong signature
+		badSig[10] = 'B'
+	} else {
+		badSig[10] = 'A'
+	}
 	past := time.Now().Add(-time.Hour)
 	tokens := map[string]string{
 		"good":        good,
