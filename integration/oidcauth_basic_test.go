@@ -89,3 +89,28 @@ func TestOIDCAuthReloadKeepsKeys(t *testing.T) {
 		t.Fatalf("the reload caused %d new key fetches; the key set should be reused", n-fetches)
 	}
 }
+
+// TestOIDCAuthHandleErrors: with handle_errors routes the refusal is an
+// error those routes render, with the status, the reason placeholder and
+// the Bearer challenge kept.
+func TestOIDCAuthHandleErrors(t *testing.T) {
+	s := startOIDCSetup(t, "caddyfiles/test/oidc_auth_errors.Caddyfile", nil)
+	expired := s.token(t, devidp.Claims{"exp": 1000})
+	for _, c := range []struct {
+		token, want, challenge string
+		status                 int
+	}{
+		{"", "refused: 401 token_missing", `Bearer realm="privacy-sidecar"`, 401},
+		{expired, "refused: 401 token_expired", `Bearer realm="privacy-sidecar", error="invalid_token"`, 401},
+	} {
+		resp, body := s.sidecar.Get(t, "/contacts", c.token)
+		if resp.StatusCode != c.status || string(body) != c.want {
+			t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, c.status, c.want)
+		}
+		if got := resp.Header.Get("WWW-Authenticate"); got != c.challenge {
+			t.Fatalf("WWW-Authenticate %q, want %q", got, c.challenge)
+		}
+	}
+	s.upstream.AssertNotCalled(t)
+	assertNoSecret(t, "sidecar logs", s.sidecar.Output(), expired)
+}
