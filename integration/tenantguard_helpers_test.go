@@ -169,10 +169,10 @@ func (s *tgSetup) assertForwarded(t testing.TB, path string, resp *http.Response
 
 // tgCheckTenantHeaders returns what is wrong with the tenant headers an
 // upstream received, or "": exactly one X-Tenant-ID, with exactly tenant,
-// and no copy under another case or '_'/'-' spelling.
+// and no copy under another case or '_'/'.'/'-' spelling.
 func tgCheckTenantHeaders(h http.Header, tenant string) string {
 	for name, values := range h {
-		folded := strings.ReplaceAll(strings.ToLower(name), "_", "-")
+		folded := strings.NewReplacer("_", "-", ".", "-").Replace(strings.ToLower(name))
 		if folded != "x-tenant-id" {
 			continue
 		}

@@ -20,13 +20,13 @@ var tgSafeSet = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 type tgHeader struct{ name, value string }
 
 // tgRandomSpelling is X-Tenant-ID with random letter case and random '_'
-// for '-'.
+// or '.' for '-'.
 func tgRandomSpelling(rng *rand.Rand) string {
 	name := []byte("x-tenant-id")
 	for i, c := range name {
 		switch {
 		case c == '-' && rng.IntN(3) == 0:
-			name[i] = '_'
+			name[i] = "_."[rng.IntN(2)]
 		case c != '-' && rng.IntN(2) == 0:
 			name[i] = c - ('a' - 'A')
 		}
@@ -63,7 +63,7 @@ func tgRandomHeaders(rng *rand.Rand) []tgHeader {
 // tgExpected is the issue's rules for one request: the refusal reason, or
 // "" when the request must reach the upstream. The server trims spaces and
 // tabs around values and merges names that differ only in case; names with
-// '_' are other headers, which must never count.
+// '_' or '.' are other headers, which must never count.
 func tgExpected(hs []tgHeader, tokenTenant string, inject bool) string {
 	var values []string
 	for _, h := range hs {

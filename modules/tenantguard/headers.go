@@ -58,9 +58,13 @@ func checkTenantHeader(values []string, tenant string) headerResult {
 }
 
 // sameHeaderName reports whether a and b name the same header once case is
-// ignored and '_' is read as '-', which is how CGI, WSGI, PHP and several
-// proxies fold header names: X_Tenant_ID reaches such an upstream as
-// X-Tenant-ID. It does not allocate.
+// ignored and '_' and '.' are read as '-', which is how CGI, WSGI and several
+// proxies (and PHP, for '.') fold header names: X_Tenant_ID reaches such an
+// upstream as X-Tenant-ID. It does not allocate.
+//
+// Caddy itself drops underscore and dot names before any handler unless the
+// server allowlists them (expected_underscore_headers, expected_dot_headers);
+// this guard does not rely on that default.
 func sameHeaderName(a, b string) bool {
 	if len(a) != len(b) {
 		return false
@@ -77,14 +81,14 @@ func foldHeaderByte(c byte) byte {
 	switch {
 	case 'A' <= c && c <= 'Z':
 		return c + ('a' - 'A')
-	case c == '_':
+	case c == '_', c == '.':
 		return '-'
 	}
 	return c
 }
 
 // scrubDisguised removes every header that folds to the tenant header's
-// name through '_' (X_Tenant_ID, x-tenant_id, X-TENANT_ID...), and records
+// name through '_' or '.' (X_Tenant_ID, x-tenant_id, X.Tenant.ID...), and records
 // each as a spoofed header. A key that differs from the canonical key only in
 // case is the same header by HTTP's rules: net/http already merges those, and
 // any that reach here another way are merged too, so checkTenantHeader sees

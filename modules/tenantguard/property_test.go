@@ -36,13 +36,13 @@ func randomHeaderBlock(rng *rand.Rand) string {
 }
 
 // randomSpelling is X-Tenant-ID with each letter's case and each
-// separator ('-' or '_') chosen at random.
+// separator ('-', '_' or '.') chosen at random.
 func randomSpelling(rng *rand.Rand) string {
 	name := []byte("x-tenant-id")
 	for i, c := range name {
 		switch {
 		case c == '-' && rng.IntN(3) == 0:
-			name[i] = '_'
+			name[i] = "_."[rng.IntN(2)]
 		case c != '-' && rng.IntN(2) == 0:
 			name[i] = c - ('a' - 'A')
 		}
