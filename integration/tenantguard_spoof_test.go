@@ -3,6 +3,7 @@ package integration
 import (
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -121,4 +122,39 @@ func TestTenantGuardRawRequestTricks(t *testing.T) {
 			t.Fatalf("a declared trailer did not reach the upstream (%q): the trailer checks above prove nothing", got)
 		}
 	})
+}
+
+// TestTenantGuardFactsCaddyStripsConnectionNamedHeaders keeps the Caddy
+// behaviour the Connection and trailer defences exist for: without
+// tenant_guard, reverse_proxy drops a header the client's Connection header
+// names, and forwards the client's request trailers.
+func TestTenantGuardFactsCaddyStripsConnectionNamedHeaders(t *testing.T) {
+	up := StartUpstream(t, nil)
+	var trailers []http.Header
+	var mu sync.Mutex
+	up2 := StartUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		trailers = append(trailers, r.Trailer.Clone())
+		mu.Unlock()
+	})
+	s := StartSidecarConfig(t, "{\n\tadmin {$SIDECAR_ADMIN}\n}\n\nhttp://{$SIDECAR_ADDR} {\n\thandle /t/* {\n\t\treverse_proxy {$UPSTREAM2}\n\t}\n\treverse_proxy {$UPSTREAM}\n}\n",
+		map[string]string{"UPSTREAM": up.Addr, "UPSTREAM2": up2.Addr})
+
+	resp, body := s.Get(t, "/plain", "", "X-Tenant-ID: acme", "Connection: X-Tenant-ID")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if v := up.Last(t).Header.Values("X-Tenant-Id"); len(v) != 0 {
+		t.Fatalf("Caddy no longer strips a Connection-named header (upstream got %q): the fact behind neutraliseConnection changed; re-check it", v)
+	}
+
+	raw := "POST /t/x HTTP/1.1\r\nHost: " + s.Addr + "\r\nTransfer-Encoding: chunked\r\nTrailer: X-Tenant-ID\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\nX-Tenant-ID: globex\r\n\r\n"
+	if resp, body := tgRaw(t, s.Addr, raw); resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(trailers) != 1 || trailers[0].Get("X-Tenant-Id") != "globex" {
+		t.Fatalf("Caddy no longer forwards request trailers (%v): the fact behind scrubTrailer changed; re-check it", trailers)
+	}
 }
