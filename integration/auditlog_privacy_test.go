@@ -216,6 +216,11 @@ func TestAuditLogSecurityEvents(t *testing.T) {
 				i, rec.Reason, rec.Status, rec.SecurityEvent, c.reason, c.status, c.event)
 		}
 	}
+	// The WARN line is written right after the record: wait for all three.
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(a.sidecar.Output(), `"security event"`) < 3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	events := 0
 	for _, line := range strings.Split(a.sidecar.Output(), "\n") {
 		if !strings.Contains(line, `"security event"`) {
