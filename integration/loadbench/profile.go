@@ -64,6 +64,17 @@ type profileSummary struct {
 	Seconds            int
 	Flat, Cum          string // the top lines by flat and by cumulative time
 	Allocs, AllocsCum  string // bytes allocated during the profile
+	Breakdown          string // markdown: CPU per request by chain stage
+}
+
+// addBreakdown fills p.Breakdown for requests answered during the profile.
+func (p *profileSummary) addBreakdown(requests float64) {
+	out := pprofTop(p.File, "-top", "-cum", "-unit=ms", "-nodefraction=0", "-nodecount=100000")
+	total, stages, err := breakdown(out)
+	if err != nil || total == 0 {
+		return
+	}
+	p.Breakdown = breakdownTable(total, stages, requests)
 }
 
 func summarizeProfile(file, config, size string, seconds int) *profileSummary {

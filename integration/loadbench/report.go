@@ -217,6 +217,9 @@ func (rep *report) markdown() string {
 		}
 		b.WriteString("\n")
 	}
+	if p := rep.profile; p != nil && p.Breakdown != "" {
+		fmt.Fprintf(&b, "Where %s's CPU goes (%s responses; from a %d s CPU profile taken through the admin API, divided by the requests answered meanwhile):\n\n%s\n", p.Config, p.Size, p.Seconds, p.Breakdown)
+	}
 	var sizes []sizeSpec
 	if len(rep.rows) > 0 {
 		sizes = o.sizes

@@ -100,6 +100,7 @@ func (b *bench) loadPhase(ctx context.Context, rep *report) error {
 					if err != nil {
 						return err
 					}
+					p.addBreakdown(lr.RPS() * float64(res.seconds))
 					rep.profile = p
 				}
 				if err := ctx.Err(); err != nil {
