@@ -191,3 +191,31 @@ func TestSecurityEvent(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAppendQueryNames: a listed name is always the part before "=" of some
+// parameter (never a value, never a bare parameter), or "?".
+func FuzzAppendQueryNames(f *testing.F) {
+	for _, s := range []string{"", "a=1", "a=1&b", "token", "x=y=z&&", "%41=1", "a[b]=c;d=e"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		names := appendQueryNames(nil, raw)
+		if len(names) > maxQueryNames {
+			t.Fatalf("%d names", len(names))
+		}
+		for _, n := range names {
+			if n == "?" {
+				continue
+			}
+			ok := false
+			for _, part := range strings.Split(raw, "&") {
+				if strings.HasPrefix(part, n+"=") {
+					ok = true
+				}
+			}
+			if !ok || !isParamName(n) {
+				t.Fatalf("%q listed for %q", n, raw)
+			}
+		}
+	})
+}
