@@ -59,6 +59,7 @@ type options struct {
 	out            string
 	bin            string
 	altBin         string
+	sidecarEnv     map[string]string
 	sampleEvery    time.Duration
 }
 
@@ -75,7 +76,7 @@ const altConfig = "chain-cached-alt"
 func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("loadbench", flag.ContinueOnError)
 	o := &options{}
-	var sizes, configs, ndjson string
+	var sizes, configs, ndjson, sidecarEnv string
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per configuration and response size")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each measured segment")
 	fs.IntVar(&o.concurrency, "concurrency", 16, "closed-loop workers (each sends one request at a time)")
@@ -92,6 +93,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.out, "out", "", "also write the markdown report to this file")
 	fs.StringVar(&o.bin, "bin", "", "use this privacy-sidecar binary instead of building one")
 	fs.StringVar(&o.altBin, "alt-bin", "", "also run chain-cached with this other binary, as configuration chain-cached-alt, interleaved in the same run (before/after comparisons)")
+	fs.StringVar(&sidecarEnv, "sidecar-env", "", "extra environment for every sidecar process, KEY=VALUE[,KEY=VALUE...] (e.g. GOGC=400)")
 	fs.DurationVar(&o.sampleEvery, "rss-every", 100*time.Millisecond, "how often the sidecar's /proc status is sampled")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -113,6 +115,17 @@ func parseFlags(args []string) (*options, error) {
 			return nil, fmt.Errorf("-configs: unknown configuration %q (use %s)", c, strings.Join(allConfigs, ", "))
 		}
 		o.configs = append(o.configs, c)
+	}
+	o.sidecarEnv = map[string]string{}
+	for kv := range strings.SplitSeq(sidecarEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("-sidecar-env: %q is not KEY=VALUE", kv)
+		}
+		o.sidecarEnv[k] = v
 	}
 	for _, bin := range []*string{&o.bin, &o.altBin} {
 		if *bin != "" {

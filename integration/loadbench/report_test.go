@@ -105,6 +105,10 @@ func TestParseFlags(t *testing.T) {
 	if o.duration != 20*time.Second || len(o.sizes) != 2 || o.sizes[1] != (sizeSpec{"10KB", 10000}) || o.ndjsonBytes != 100e6 {
 		t.Errorf("parsed %+v", o)
 	}
+	withEnv, err := parseFlags([]string{"-sidecar-env", "GOGC=400, GOMAXPROCS=1"})
+	if err != nil || withEnv.sidecarEnv["GOGC"] != "400" || withEnv.sidecarEnv["GOMAXPROCS"] != "1" {
+		t.Errorf("-sidecar-env: %v, %v", withEnv, err)
+	}
 	alt, err := parseFlags([]string{"-alt-bin", "bin/other"})
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +124,7 @@ func TestParseFlags(t *testing.T) {
 		{"-fresh-tokens", "100"},
 		{"-cpuprofile", "x", "-configs", "plain"},
 		{"extra"},
+		{"-sidecar-env", "GOGC"},
 	} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("%q accepted", bad)

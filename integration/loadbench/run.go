@@ -138,6 +138,9 @@ func (b *bench) setUp() error {
 			"AUDIT_KEY":           "loadbench-audit-key-0123456789abcdef",
 			"SCOPE_TRIM_HASH_KEY": "loadbench-hash-key-0123456789abcdef",
 		}
+		for k, v := range b.o.sidecarEnv {
+			env[k] = v
+		}
 		if name == "chain-fresh" {
 			env["BENCH_CACHE_SIZE"] = strconv.Itoa(freshCacheSize)
 		}
