@@ -2,7 +2,9 @@ package scopetrim
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -41,6 +43,7 @@ type scanner struct {
 	arena    []byte                // unescaped keys
 	sets     []map[string]struct{} // key sets of the open large objects
 	setBases []int                 // where each of those objects' keys start
+	blooms   []uint64              // per open object, a filter of its keys so far
 	err      *scanError
 }
 
@@ -63,6 +66,7 @@ func (s *scanner) reset(src []byte) {
 	s.arena = s.arena[:0]
 	s.sets = s.sets[:0]
 	s.setBases = s.setBases[:0]
+	s.blooms = s.blooms[:0]
 	if s.maxDepth <= 0 {
 		s.maxDepth = DefaultMaxDepth
 	}
@@ -76,12 +80,11 @@ func (s *scanner) fail(reason, msg string) {
 
 func (s *scanner) ws() {
 	for s.pos < len(s.src) {
-		switch s.src[s.pos] {
-		case ' ', '\t', '\n', '\r':
-			s.pos++
-		default:
+		c := s.src[s.pos]
+		if c > ' ' || (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
 			return
 		}
+		s.pos++
 	}
 }
 
@@ -92,6 +95,20 @@ func (s *scanner) str() (content []byte, escaped bool, ok bool) {
 	i := s.pos + 1
 	start := i
 	for {
+		// eight bytes at a time while none is a quote, a backslash, a
+		// control character or non-ASCII (false positives only stop early)
+		for i+8 <= len(src) {
+			x := binary.LittleEndian.Uint64(src[i:])
+			hit := ((x - 0x2020202020202020) | ((x ^ 0x2222222222222222) - 0x0101010101010101) |
+				((x ^ 0x5c5c5c5c5c5c5c5c) - 0x0101010101010101) | x) & 0x8080808080808080
+			if hit != 0 {
+				// the lowest hit is exact: a borrow only starts at a byte
+				// that is itself a hit
+				i += bits.TrailingZeros64(hit) >> 3
+				break
+			}
+			i += 8
+		}
 		for i < len(src) && !strFlags[src[i]] {
 			i++
 		}
@@ -383,6 +400,7 @@ func (s *scanner) member(first bool, base int) (key, raw []byte, ok bool) {
 			s.pos++
 			return nil, nil, true
 		}
+		s.blooms = append(s.blooms, 0)
 	} else {
 		s.ws()
 		if s.pos >= len(s.src) {
@@ -422,13 +440,17 @@ func (s *scanner) member(first bool, base int) (key, raw []byte, ok bool) {
 		s.fail(sidecar.ReasonUpstreamDuplicate, "duplicate key in object")
 		return nil, nil, false
 	}
-	s.ws()
 	if s.pos >= len(s.src) || s.src[s.pos] != ':' {
-		s.fail(sidecar.ReasonUpstreamInvalidJSON, "expected ':' after key")
-		return nil, nil, false
+		s.ws()
+		if s.pos >= len(s.src) || s.src[s.pos] != ':' {
+			s.fail(sidecar.ReasonUpstreamInvalidJSON, "expected ':' after key")
+			return nil, nil, false
+		}
 	}
 	s.pos++
-	s.ws()
+	if s.pos < len(s.src) && s.src[s.pos] <= ' ' {
+		s.ws()
+	}
 	return key, raw, true
 }
 
@@ -437,6 +459,18 @@ func (s *scanner) member(first bool, base int) (key, raw []byte, ok bool) {
 func (s *scanner) duplicate(key []byte, base int) bool {
 	n := len(s.keys) - base
 	if n < bigObject {
+		// a key whose filter bit is unset cannot be a repeat
+		bit := uint64(1)
+		if len(key) > 0 {
+			bit <<= (uint(len(key))*7 + uint(key[0]) + uint(key[len(key)-1])*3) & 63
+		}
+		bloom := &s.blooms[len(s.blooms)-1]
+		if *bloom&bit == 0 {
+			*bloom |= bit
+			s.keys = append(s.keys, key)
+			return false
+		}
+		*bloom |= bit
 		for _, k := range s.keys[base:] {
 			if len(k) == len(key) && (len(k) == 0 || k[0] == key[0]) && bytes.Equal(k, key) {
 				return true
@@ -481,6 +515,7 @@ func (s *scanner) setFor(base int, fresh bool) map[string]struct{} {
 
 // endObject pops the keys (and the set) of the object that starts at base.
 func (s *scanner) endObject(base int) {
+	s.blooms = s.blooms[:len(s.blooms)-1]
 	if n := len(s.setBases); n > 0 && s.setBases[n-1] == base {
 		s.setBases = s.setBases[:n-1]
 		s.sets = s.sets[:len(s.sets)-1]

@@ -2,6 +2,7 @@ package scopetrim
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -52,7 +53,8 @@ type node struct {
 	keys    map[string]*node
 	// list holds keys when there are few: comparing a handful of short
 	// strings is faster than hashing one
-	list []keyedNode
+	list  []keyedNode
+	first *[256]uint8
 	// star is the child for every key ("*"); it is merged into every exact
 	// key child at compile time, so a lookup falls back to it only for keys
 	// the policy does not name.
@@ -63,6 +65,8 @@ type node struct {
 	grant [tfNone]uint64
 	// below holds the scopes that grant something at or under this node.
 	below uint64
+	// granted holds the scopes with any grant at this node.
+	granted uint64
 }
 
 type keyedNode struct {
@@ -71,7 +75,7 @@ type keyedNode struct {
 }
 
 // smallNode is the most keys looked up by scanning a list.
-const smallNode = 16
+const smallNode = 200
 
 // best returns the least restrictive transform the scopes in mask grant here.
 func (n *node) best(mask uint64) transform {
@@ -91,8 +95,10 @@ func (n *node) child(key []byte) *node {
 	if n == nil {
 		return nil
 	}
-	if n.list != nil {
-		for i := range n.list {
+	if n.list != nil && len(key) > 0 {
+		// list is sorted by first byte; first[b] is 1 + the index of the
+		// first key starting with b, so most lookups compare one string
+		for i := int(n.first[key[0]]) - 1; i >= 0 && i < len(n.list) && n.list[i].key[0] == key[0]; i++ {
 			if k := n.list[i].key; len(k) == len(key) && k == string(key) {
 				return n.list[i].n
 			}
@@ -244,14 +250,20 @@ func (n *node) finish() uint64 {
 			mergeInto(c, n.star)
 		}
 	}
-	below := uint64(0)
+	n.granted = 0
 	for t := range n.grant {
-		below |= n.grant[t]
+		n.granted |= n.grant[t]
 	}
-	n.list = nil
-	if len(n.keys) > 0 && len(n.keys) <= smallNode {
+	below := n.granted
+	n.list, n.first = nil, nil
+	if _, empty := n.keys[""]; len(n.keys) > 0 && len(n.keys) <= smallNode && !empty {
 		for k, c := range n.keys {
 			n.list = append(n.list, keyedNode{k, c})
+		}
+		sort.Slice(n.list, func(i, j int) bool { return n.list[i].key < n.list[j].key })
+		n.first = new([256]uint8)
+		for i := len(n.list) - 1; i >= 0; i-- {
+			n.first[n.list[i].key[0]] = uint8(i + 1)
 		}
 	}
 	for _, c := range n.keys {

@@ -103,7 +103,7 @@ func prefixProblem(b []byte) string {
 // its ancestors.
 func (t *trimmer) decide(n *node, inherited transform, c byte) (decision, transform) {
 	best := inherited
-	if n != nil {
+	if n != nil && n.granted&t.mask != 0 {
 		for tf := tfRaw; tf < best; tf++ {
 			if n.grant[tf]&t.mask != 0 {
 				best = tf
@@ -131,7 +131,13 @@ func (t *trimmer) emit(n *node, d decision, tf transform, depth int) {
 	switch d {
 	case dCopy:
 		start := t.pos
-		if t.skip(depth) {
+		var ok bool
+		if t.src[start] == '"' { // the common case, without skip's dispatch
+			_, _, ok = t.str()
+		} else {
+			ok = t.skip(depth)
+		}
+		if ok {
 			t.out = append(t.out, t.src[start:t.pos]...)
 		}
 	case dTransform:
@@ -167,7 +173,10 @@ func (t *trimmer) object(n *node, inherited transform, depth int) {
 			return
 		}
 		child := n.child(key)
-		d, tf := t.decide(child, inherited, t.src[t.pos])
+		d, tf := dWithhold, tfNone
+		if child != nil || inherited != tfNone {
+			d, tf = t.decide(child, inherited, t.src[t.pos])
+		}
 		if d == dWithhold {
 			if !t.skip(depth + 1) {
 				return

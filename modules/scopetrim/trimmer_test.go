@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
@@ -288,4 +289,24 @@ func decodeNumbers(b []byte) (any, error) {
 	var v any
 	err := dec.Decode(&v)
 	return v, err
+}
+
+// TestStringScanAtEveryOffset checks the eight-bytes-at-a-time string scan
+// against encoding/json and utf8.Valid with the interesting byte at every
+// position around the word boundaries.
+func TestStringScanAtEveryOffset(t *testing.T) {
+	specials := []string{"\x00", "\x1f", "\x7f", `\"`, `\\`, `\u00e9`, `\ud83d\ude00`, `\ud800`, "\"", "\\", "\x80", "\xff", "é", "😀", "\xc3", "\xed\xa0\x80"}
+	for _, sp := range specials {
+		for p := 0; p < 20; p++ {
+			doc := `"` + strings.Repeat("a", p) + sp + strings.Repeat("b", 11) + `"`
+			var sc scanner
+			sc.reset([]byte(doc))
+			_, _, ok := sc.str()
+			ok = ok && sc.pos == len(doc)
+			want := json.Valid([]byte(doc)) && utf8.ValidString(doc) && !strings.Contains(doc, `\ud800`)
+			if ok != want {
+				t.Errorf("%q: scanner %v, want %v (%v)", doc, ok, want, sc.err)
+			}
+		}
+	}
 }
