@@ -19,15 +19,15 @@ func TestCheckTargets(t *testing.T) {
 		{Config: "plain", UpstreamBytes: 100e6, BaselineKB: 60000, RSS: RSSStats{PeakKB: 200000}},
 		{Config: "chain-cached", UpstreamBytes: 100e6, BaselineKB: 60000, RSS: RSSStats{PeakKB: 60000 + 70*1024}},
 	}
-	checks := checkTargets(compare(results, "plain"), ndjson, time.Minute, sizes)
+	checks := checkTargets(compare(results, "plain"), ndjson, time.Minute, 16, sizes)
 	got := map[string]string{}
 	for _, c := range checks {
 		got[c.Goal] = c.Measured + " / " + c.Verdict
 	}
 	want := map[string]string{
-		"chain-cached ≥ 0.85 × plain req/s (10KB)":                "0.90 / met",
-		"chain-cached p99 added < 1 ms (10KB)":                    "+0.50 ms / met",
-		"zero errors":                                             "1 / NOT met",
+		"chain-cached ≥ 0.85 × plain req/s (10KB)":            "0.90 / met",
+		"chain-cached p99 added < 1 ms (10KB, 16 concurrent)": "+0.50 ms / met",
+		"zero errors": "1 / NOT met",
 		"RSS flat over 1m0s (chain-cached, 10KB)":                 "62.5 MiB → 63.5 MiB over 1m0s / met",
 		"RSS flat over 1m0s (chain-fresh, 10KB)":                  "62.5 MiB → 87.9 MiB over 1m0s / NOT met",
 		"NDJSON 100.0 MB peak RSS growth < 64 MiB (chain-cached)": "70.0 MiB / NOT met",
@@ -41,7 +41,7 @@ func TestCheckTargets(t *testing.T) {
 		}
 	}
 
-	short := checkTargets(compare(results, "plain"), nil, 10*time.Second, sizes)
+	short := checkTargets(compare(results, "plain"), nil, 10*time.Second, 16, sizes)
 	for _, c := range short {
 		if strings.HasPrefix(c.Goal, "RSS flat") && !strings.HasPrefix(c.Verdict, "not assessed") {
 			t.Errorf("a 10 s run judged flatness: %+v", c)
