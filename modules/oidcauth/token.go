@@ -9,6 +9,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 
@@ -190,13 +191,20 @@ func numericDate(claims map[string]any, name string) (time.Time, bool, error) {
 	return time.Unix(int64(sec), int64(frac*1e9)), true, nil
 }
 
-// strictUnmarshal decodes one JSON object, keeping numbers exact, and
-// refuses trailing data and duplicate keys at the top level: a claim that two
-// JSON parsers could read differently ("iss" twice, or "iss" and "i\u0073s")
-// is not a claim we can vouch for. gjson counts the raw members without
-// allocating; encoding/json has already validated the document, so gjson's
-// leniency with invalid JSON does not matter here.
+// maxJSONDepth bounds nesting in a token's header and payload; real claims
+// nest two or three levels.
+const maxJSONDepth = 32
+
+// strictUnmarshal decodes one JSON object, keeping numbers exact. It refuses
+// invalid UTF-8, trailing data, nesting deeper than maxJSONDepth and
+// duplicate keys at any level: encoding/json keeps the last duplicate and
+// gjson-style readers the first, so a claim that two parsers could read
+// differently ("iss" twice, or "iss" and "i\u0073s") is not a claim we can
+// vouch for, least of all when the token is forwarded upstream.
 func strictUnmarshal(data []byte, v *map[string]any) error {
+	if !utf8.Valid(data) {
+		return errors.New("invalid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
@@ -208,15 +216,38 @@ func strictUnmarshal(data []byte, v *map[string]any) error {
 	if *v == nil {
 		return errors.New("not a JSON object")
 	}
-	members := 0
-	gjson.ParseBytes(data).ForEach(func(_, _ gjson.Result) bool {
-		members++
-		return true
-	})
-	if members != len(*v) {
-		return errors.New("duplicate key")
+	// encoding/json has validated the document, so gjson's leniency with
+	// invalid JSON does not matter here.
+	return checkJSONShape(gjson.ParseBytes(data), 0)
+}
+
+// checkJSONShape walks a valid JSON value and refuses duplicate object keys
+// (compared after unescaping) and excessive depth.
+func checkJSONShape(r gjson.Result, depth int) error {
+	if depth > maxJSONDepth {
+		return errors.New("nested too deeply")
 	}
-	return nil
+	var err error
+	switch {
+	case r.IsObject():
+		seen := make(map[string]struct{})
+		r.ForEach(func(k, val gjson.Result) bool {
+			key := k.String()
+			if _, dup := seen[key]; dup {
+				err = errors.New("duplicate key")
+				return false
+			}
+			seen[key] = struct{}{}
+			err = checkJSONShape(val, depth+1)
+			return err == nil
+		})
+	case r.IsArray():
+		r.ForEach(func(_, val gjson.Result) bool {
+			err = checkJSONShape(val, depth+1)
+			return err == nil
+		})
+	}
+	return err
 }
 
 // stringMember returns the string value of a header member and whether it
