@@ -2,6 +2,8 @@ package integration
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +122,62 @@ func TestTenantGuardReloadIsGraceful(t *testing.T) {
 	s.assertForwarded(t, "/crm/in-flight", r.resp, r.body, "acme")
 	if err := <-reloaded; err != nil {
 		t.Fatalf("reload: %v", err)
+	}
+}
+
+// TestTenantGuardBrokenRegistryRefusesStart: the sidecar does not start on
+// a registry it cannot read, and says which file, line and problem.
+func TestTenantGuardBrokenRegistryRefusesStart(t *testing.T) {
+	dir := t.TempDir()
+	registry := filepath.Join(dir, "tenants.json")
+	doc := "{\n\t\"tenants\": [\n\t\t{\"id\": \"acme\", \"status\": \"active\", \"issuers\": [\"https://i.example\"],\n\t\t \"connectors\": [{\"id\": \"crm\", \"state\": \"on\"}]}\n\t]\n}\n"
+	if err := os.WriteFile(registry, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := runSidecarExpectFailure(t, tgCaddyfile, map[string]string{
+		"ISSUER": "http://127.0.0.1:9", "ISSUER2": "http://127.0.0.2:9", "UPSTREAM": "127.0.0.1:9", "TENANTS": registry,
+	})
+	want := registry + `:4: connector state "on" is not one of connected, disconnected`
+	if !strings.Contains(strings.ReplaceAll(out, `\`, ""), want) {
+		t.Fatalf("the start error does not name file, line and problem (%q):\n%s", want, out)
+	}
+}
+
+// TestTenantGuardHandleErrors: with handle_errors routes, a refusal is a
+// caddyhttp.Error that those routes render, with {sidecar.reason} set, and
+// the upstream is not called.
+func TestTenantGuardHandleErrors(t *testing.T) {
+	iss := StartIssuer(t)
+	up := StartUpstream(t, nil)
+	s := StartSidecarConfig(t, `{
+	admin {$SIDECAR_ADMIN}
+}
+
+http://{$SIDECAR_ADDR} {
+	oidc_auth {
+		issuer {$ISSUER} {
+			audience connector-api
+		}
+	}
+	tenant_guard
+	reverse_proxy {$UPSTREAM}
+	handle_errors {
+		respond "refused: {sidecar.reason} {http.error.status_code}" {http.error.status_code}
+	}
+}
+`, map[string]string{"ISSUER": iss.URL, "UPSTREAM": up.Addr})
+	acme := tgToken(iss, devidp.Claims{"tenant_id": "acme"})
+	resp, body := s.Get(t, "/x", acme, "X-Tenant-ID: globex")
+	if resp.StatusCode != 403 || string(body) != "refused: tenant_mismatch 403" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	resp, body = s.Get(t, "/x", acme)
+	if resp.StatusCode != 400 || string(body) != "refused: tenant_missing 400" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	up.AssertNotCalled(t)
+	resp, body = s.Get(t, "/x", acme, "X-Tenant-ID: acme")
+	if resp.StatusCode != 200 || up.Calls() != 1 {
+		t.Fatalf("got %d %q, upstream calls %d", resp.StatusCode, body, up.Calls())
 	}
 }
