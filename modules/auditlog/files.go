@@ -79,7 +79,20 @@ func rolledFiles(filename string) []string {
 	prefix := strings.TrimSuffix(base, ext)
 	matches, _ := filepath.Glob(filepath.Join(dir, globEscape(prefix)+"-*"+globEscape(ext)+"*"))
 	sort.Strings(matches) // the timestamp sorts chronologically
-	return matches
+	// While a rolled file is being compressed both it and the partial
+	// archive exist: use the original.
+	have := make(map[string]bool, len(matches))
+	for _, m := range matches {
+		have[m] = true
+	}
+	out := matches[:0]
+	for _, m := range matches {
+		if isCompressed(m) && have[strings.TrimSuffix(strings.TrimSuffix(m, ".gz"), ".zst")] {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 func globEscape(s string) string {

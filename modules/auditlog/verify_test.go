@@ -176,3 +176,22 @@ func TestVerifyPerInstance(t *testing.T) {
 		t.Errorf("--partial: %v", err)
 	}
 }
+
+func TestRolledFilesPreferTheOriginalDuringCompression(t *testing.T) {
+	dir := t.TempDir()
+	lines := chainLines(4)
+	older := writeFile(t, dir, "audit-2026-11-28T08-00-00.000-size.jsonl", lines[:2])
+	newer := writeFile(t, dir, "audit-2026-11-28T09-00-00.000-size.jsonl", lines[2:])
+	// A half-written archive of the newer file, as timberjack leaves it mid-compression.
+	if err := os.WriteFile(newer+".gz", []byte{0x1f, 0x8b, 0x08}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	current := filepath.Join(dir, "audit.jsonl")
+	if got := rolledFiles(current); len(got) != 2 || got[0] != older || got[1] != newer {
+		t.Fatalf("rolled files %v", got)
+	}
+	last, err := lastRecordOf(current)
+	if err != nil || last == nil || last.Seq != 4 {
+		t.Fatalf("last record %+v %v", last, err)
+	}
+}
