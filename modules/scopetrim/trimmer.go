@@ -19,11 +19,10 @@ type trimmer struct {
 	hash    *hasher
 	scratch []byte
 
-	// withheld counts removed values by parent node and key; elements
-	// counts removed array elements by array node.
-	withheld map[*node]map[string]*int
-	recent   []recentKey // the last withheld keys, to skip two map lookups
-	elements map[*node]int
+	// withheld counts removed values by pattern; see withheldAt.
+	withheld []withheldEntry
+	patterns []string
+	counts   []int
 	removed  int
 }
 
@@ -246,57 +245,61 @@ func (t *trimmer) array(n *node, inherited transform, depth int) {
 	}
 }
 
-// recentKey is a withheld (parent, key) and its counter.
-type recentKey struct {
-	parent *node
-	key    string
-	count  *int
+// withheldEntry counts the values withheld at one pattern: a key of a
+// parent node, or (elem) every element of an array node.
+type withheldEntry struct {
+	parent  *node
+	key     string
+	elem    bool
+	pattern string
+	count   int
 }
 
-func (t *trimmer) keyWithheld(parent *node, key []byte) {
+// maxWithheldEntries bounds the table a trimmer keeps between documents;
+// patterns past it are still counted, under their parent's "*".
+const maxWithheldEntries = 256
+
+// withheldAt counts one withheld value. The table of (parent, key) entries
+// and their pattern strings persists across the documents a pooled trimmer
+// trims, so counting allocates nothing once the patterns have been seen.
+func (t *trimmer) withheldAt(parent *node, key []byte, elem bool) {
 	t.removed++
-	for i := range t.recent {
-		if r := &t.recent[i]; r.parent == parent && len(r.key) == len(key) && r.key == string(key) {
-			*r.count++
+	if !elem && !patternSafe(key) {
+		key = starKey
+	}
+	for i := range t.withheld {
+		e := &t.withheld[i]
+		if e.parent == parent && e.elem == elem && len(e.key) == len(key) && e.key == string(key) {
+			e.count++
 			return
 		}
 	}
-	t.keyWithheldSlow(parent, key)
+	if len(t.withheld) >= maxWithheldEntries {
+		key, elem = starKey, false // collapse into the parent's "*" entry
+		for i := range t.withheld {
+			if e := &t.withheld[i]; e.parent == parent && !e.elem && e.key == "*" {
+				e.count++
+				return
+			}
+		}
+	}
+	e := withheldEntry{parent: parent, key: string(key), elem: elem, count: 1}
+	switch {
+	case parent == nil:
+		e.pattern = "(root)" // a withheld top-level scalar
+	case elem:
+		e.pattern = joinPattern(parent.pattern, "#")
+	default:
+		e.pattern = joinPattern(parent.pattern, escapeKey(e.key))
+	}
+	t.withheld = append(t.withheld, e)
 }
 
-func (t *trimmer) keyWithheldSlow(parent *node, key []byte) {
-	if t.withheld == nil {
-		t.withheld = make(map[*node]map[string]*int)
-	}
-	m := t.withheld[parent]
-	if m == nil {
-		m = make(map[string]*int)
-		t.withheld[parent] = m
-	}
-	if !patternSafe(key) {
-		key = []byte("*")
-	}
-	// a lookup with string(key) does not allocate; only a new pattern does
-	c := m[string(key)]
-	if c != nil {
-		*c++
-	} else {
-		c = new(int)
-		*c = 1
-		m[string(key)] = c
-	}
-	if len(t.recent) < 16 && patternSafe(key) {
-		t.recent = append(t.recent, recentKey{parent, string(key), c})
-	}
-}
+var starKey = []byte("*")
 
-func (t *trimmer) elementWithheld(parent *node) {
-	t.removed++
-	if t.elements == nil {
-		t.elements = make(map[*node]int)
-	}
-	t.elements[parent]++
-}
+func (t *trimmer) keyWithheld(parent *node, key []byte) { t.withheldAt(parent, key, false) }
+
+func (t *trimmer) elementWithheld(parent *node) { t.withheldAt(parent, nil, true) }
 
 // patternSafe reports whether a withheld key may be recorded as written. Keys
 // can be data (maps keyed by e-mail address), so only identifier-like keys
@@ -314,32 +317,27 @@ func patternSafe(key []byte) bool {
 }
 
 // withheldPatterns returns the removed paths as sorted patterns with their
-// counts, and forgets them.
+// counts, and resets the counts. The slices are reused by the next call.
 func (t *trimmer) withheldPatterns() (patterns []string, counts []int) {
-	type pc struct {
-		p string
-		c int
-	}
-	var all []pc
-	for n, m := range t.withheld {
-		for k, c := range m {
-			all = append(all, pc{joinPattern(n.pattern, escapeKey(k)), *c})
+	t.patterns, t.counts = t.patterns[:0], t.counts[:0]
+	for i := range t.withheld {
+		if e := &t.withheld[i]; e.count > 0 {
+			t.patterns = append(t.patterns, e.pattern)
+			t.counts = append(t.counts, e.count)
+			e.count = 0
 		}
 	}
-	for n, c := range t.elements {
-		p := "(root)" // a withheld top-level scalar
-		if n != nil {
-			p = joinPattern(n.pattern, "#")
-		}
-		all = append(all, pc{p, c})
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].p < all[j].p })
-	for _, e := range all {
-		patterns = append(patterns, e.p)
-		counts = append(counts, e.c)
-	}
-	clear(t.withheld)
-	clear(t.elements)
-	t.recent = t.recent[:0]
-	return patterns, counts
+	sort.Sort((*byPattern)(t))
+	t.removed = 0
+	return t.patterns, t.counts
+}
+
+// byPattern sorts a trimmer's withheld patterns with their counts.
+type byPattern trimmer
+
+func (b *byPattern) Len() int           { return len(b.patterns) }
+func (b *byPattern) Less(i, j int) bool { return b.patterns[i] < b.patterns[j] }
+func (b *byPattern) Swap(i, j int) {
+	b.patterns[i], b.patterns[j] = b.patterns[j], b.patterns[i]
+	b.counts[i], b.counts[j] = b.counts[j], b.counts[i]
 }
