@@ -127,7 +127,7 @@ func (ks *keySet) lookup(ctx context.Context, kid, alg string) (keys []*publicKe
 		return keys, 0, nil
 	}
 	if kid == "" || !ks.mayRefreshFor(kid) {
-		return nil, 0, errUnknownKey
+		return ks.unknownKey()
 	}
 	if snap, _ = ks.refresh(ctx); snap != nil {
 		if keys = snap.match(kid, alg); len(keys) > 0 {
@@ -135,6 +135,20 @@ func (ks *keySet) lookup(ctx context.Context, kid, alg string) (keys []*publicKe
 		}
 	}
 	ks.rememberUnknown(kid)
+	return ks.unknownKey()
+}
+
+// unknownKey says why no key matched: errUnknownKey when the last fetch
+// succeeded (the issuer does not publish the key), errKeysUnavailable when
+// it failed (the key may be new and we cannot tell yet), so that an outage
+// during a key rotation is a retryable 503 rather than a 401.
+func (ks *keySet) unknownKey() ([]*publicKey, time.Duration, error) {
+	ks.mu.Lock()
+	lastErr := ks.lastErr
+	ks.mu.Unlock()
+	if lastErr != nil {
+		return nil, ks.retryAfter(), fmt.Errorf("%w: the last fetch failed: %v", errKeysUnavailable, lastErr)
+	}
 	return nil, 0, errUnknownKey
 }
 

@@ -325,3 +325,32 @@ func TestParseJWKSSkipsUnusableKeys(t *testing.T) {
 		t.Fatalf("kept keys %s, want good,private (the private key reduced to its public half)", got)
 	}
 }
+
+// TestKeySetUnknownKidDuringOutage: while the last fetch failed, an unknown
+// kid may be a new key we cannot see yet: 503, not 401. Known kids keep
+// verifying with the last good keys.
+func TestKeySetUnknownKidDuringOutage(t *testing.T) {
+	iss := startIssuer(t)
+	ks, clock := newTestKeySet(t, testKeySetConfig(iss.URL))
+	ctx := context.Background()
+	if _, _, err := ks.lookup(ctx, "rs256-2", "RS256"); err != nil {
+		t.Fatal(err)
+	}
+	iss.SetMode(devidp.Down, 0)
+	clock.Advance(time.Minute)
+	_, retry, err := ks.lookup(ctx, "rotated-in", "RS256")
+	if !errors.Is(err, errKeysUnavailable) || retry <= 0 {
+		t.Fatalf("unknown kid during an outage: %v (retry %v), want errKeysUnavailable with a delay", err, retry)
+	}
+	if _, _, err := ks.lookup(ctx, "another-new", "RS256"); !errors.Is(err, errKeysUnavailable) {
+		t.Fatalf("rate-limited unknown kid during an outage: %v, want errKeysUnavailable", err)
+	}
+	if _, _, err := ks.lookup(ctx, "rs256-2", "RS256"); err != nil {
+		t.Fatalf("known kid during an outage: %v", err)
+	}
+	iss.SetMode(devidp.Up, 0)
+	clock.Advance(time.Minute)
+	if _, _, err := ks.lookup(ctx, "still-unknown", "RS256"); !errors.Is(err, errUnknownKey) {
+		t.Fatalf("unknown kid after recovery: %v, want errUnknownKey", err)
+	}
+}
