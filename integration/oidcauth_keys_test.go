@@ -141,6 +141,17 @@ func TestOIDCAuthBadKeySetBodies(t *testing.T) {
 	}
 }
 
+// TestOIDCAuthSlowIdP: an IdP slower than fetch_timeout is a 503, not a
+// request that hangs.
+func TestOIDCAuthSlowIdP(t *testing.T) {
+	iss := StartIssuer(t)
+	iss.SetMode(devidp.Slow, 30*time.Second)
+	s := startOIDCSetupWith(t, iss, oidcCaddyfile, nil)
+	tok := s.token(t, nil)
+	resp, body := s.sidecar.Get(t, "/contacts", tok)
+	s.assertRefused(t, resp, body, http.StatusServiceUnavailable, "keys_unavailable", tok)
+}
+
 // TestOIDCAuthKeyRotation: a new signing key is picked up without restart,
 // and a key the IdP stops publishing is refused after the refresh interval,
 // even for a token that was verified (and cached) before.
