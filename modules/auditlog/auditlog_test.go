@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -358,5 +359,58 @@ func TestShortWriteIsAFailure(t *testing.T) {
 	_ = m.ServeHTTP(rw, newRequest("/"), next)
 	if rw.Code != http.StatusServiceUnavailable || counterValue(t, m.metrics.writeFailures) != 2 {
 		t.Fatalf("a silent short write was taken for success: status %d", rw.Code)
+	}
+}
+
+// tornWriter writes half of one line and fails, like a disk filling up.
+type tornWriter struct {
+	switchWriter
+	tearNext bool
+}
+
+func (w *tornWriter) Write(p []byte) (int, error) {
+	if w.tearNext {
+		w.tearNext = false
+		w.mu.Lock()
+		w.buf.Write(p[:len(p)/2])
+		w.mu.Unlock()
+		return len(p) / 2, errors.New("no space left on device")
+	}
+	return w.switchWriter.Write(p)
+}
+
+func TestTornWriteDamagesOnlyItsOwnLine(t *testing.T) {
+	w := new(tornWriter)
+	m, _, _ := newTestAuditLog(t, w, "")
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	serve := func() { _ = m.ServeHTTP(httptest.NewRecorder(), newRequest("/"), next) }
+	serve()
+	w.tearNext = true
+	serve() // torn
+	serve() // refused (the sink was failing), written after a newline
+	serve()
+	lines := strings.Split(strings.TrimSuffix(w.buf.String(), "\n"), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("%d lines:\n%s", len(lines), w.buf.String())
+	}
+	if _, err := decodeRecord([]byte(lines[1])); err == nil {
+		t.Fatal("the torn fragment parses")
+	}
+	var recs []*Record
+	for _, i := range []int{0, 2, 3} {
+		rec, err := decodeRecord([]byte(lines[i]))
+		if err != nil {
+			t.Fatalf("line %d damaged by the torn write: %v", i+1, err)
+		}
+		recs = append(recs, rec)
+	}
+	if recs[1].Seq != 2 || recs[1].PrevHash != recs[0].Hash || recs[2].PrevHash != recs[1].Hash {
+		t.Fatal("the chain does not continue across the torn line")
+	}
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	_ = os.WriteFile(path, w.buf.Bytes(), 0o600)
+	var bad *BadRecord
+	if _, err := Verify([]string{path}, VerifyOptions{}); !errors.As(err, &bad) || bad.Line != 2 {
+		t.Fatalf("verify: %v, want line 2 named", err)
 	}
 }

@@ -142,12 +142,13 @@ func appendTailHex(b []byte, instance string, seq uint64, prevHash *[64]byte) []
 	return append(b, '"', '}')
 }
 
-// seal hashes the canonical body (which must end in '}') and turns it into
-// the written line: the body with the hash field added, and a newline.
-func seal(body []byte) (line []byte, hash [64]byte) {
-	sum := sha256.Sum256(body)
+// seal hashes the canonical body buf[start:] (which must end in '}') and
+// turns buf into the written line: the body with the hash field added, and
+// a newline. Bytes before start are kept.
+func seal(buf []byte, start int) (line []byte, hash [64]byte) {
+	sum := sha256.Sum256(buf[start:])
 	hex.Encode(hash[:], sum[:])
-	line = append(body[:len(body)-1], `,"hash":"`...)
+	line = append(buf[:len(buf)-1], `,"hash":"`...)
 	line = append(line, hash[:]...)
 	line = append(line, '"', '}', '\n')
 	return line, hash

@@ -70,7 +70,7 @@ func sampleRecord() *Record {
 func TestSealedLineDecodesAndVerifies(t *testing.T) {
 	rec := sampleRecord()
 	body := appendTail(appendHead(nil, rec), "host:1234abcd", 7, genesisHash)
-	line, hash := seal(body)
+	line, hash := seal(body, 0)
 	if !json.Valid(line) || line[len(line)-1] != '\n' || strings.Count(string(line), "\n") != 1 {
 		t.Fatalf("not one JSON line: %s", line)
 	}
@@ -111,7 +111,7 @@ func TestEmptyListsAreWrittenAsArrays(t *testing.T) {
 }
 
 func FuzzDecodeRecord(f *testing.F) {
-	line, _ := seal(appendTail(appendHead(nil, sampleRecord()), "i", 1, genesisHash))
+	line, _ := seal(appendTail(appendHead(nil, sampleRecord()), "i", 1, genesisHash), 0)
 	f.Add(line[:len(line)-1])
 	f.Add([]byte(`{"ts":"x"}`))
 	f.Add([]byte(`{"seq":-1}`))

@@ -32,6 +32,10 @@ type sink struct {
 	prev [64]byte // hex
 	buf  []byte
 
+	// torn is set when a failed write left part of a line behind: the next
+	// write starts with a newline so that only the fragment is damaged.
+	torn bool
+
 	// failing is set when the last write failed and cleared by the next
 	// successful one; while set, requests are refused (unless configured
 	// otherwise) because they could not be audited.
@@ -83,9 +87,14 @@ func (s *sink) write(head []byte) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seq := s.seq + 1
-	b := append(s.buf[:0], head...)
+	b := s.buf[:0]
+	if s.torn {
+		b = append(b, '\n')
+	}
+	start := len(b)
+	b = append(b, head...)
 	b = appendTailHex(b, s.instance, seq, &s.prev)
-	line, hash := seal(b)
+	line, hash := seal(b, start) // the newline, if any, and the line: one write
 	s.buf = line
 	n, err := s.w.Write(line)
 	if err == nil && n < len(line) {
@@ -94,9 +103,11 @@ func (s *sink) write(head []byte) (uint64, error) {
 		err = io.ErrShortWrite
 	}
 	if err != nil {
+		s.torn = s.torn || n > 0
 		s.failing.Store(true)
 		return seq, err
 	}
+	s.torn = false
 	s.seq = seq
 	s.prev = hash
 	s.failing.Store(false)

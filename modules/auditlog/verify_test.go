@@ -17,7 +17,7 @@ func chainLines(n int) []string {
 	for i := 0; i < n; i++ {
 		rec := sampleRecord()
 		rec.Path = fmt.Sprintf("/r/%d", i)
-		line, hash := seal(appendTail(appendHead(nil, rec), "unit:1", uint64(i+1), prev))
+		line, hash := seal(appendTail(appendHead(nil, rec), "unit:1", uint64(i+1), prev), 0)
 		prev = string(hash[:])
 		lines = append(lines, string(line))
 	}
@@ -140,7 +140,7 @@ func chainFor(instance string, seq uint64, prev string, n int) ([]string, string
 	for i := 0; i < n; i++ {
 		rec := sampleRecord()
 		seq++
-		line, hash := seal(appendTail(appendHead(nil, rec), instance, seq, prev))
+		line, hash := seal(appendTail(appendHead(nil, rec), instance, seq, prev), 0)
 		prev = string(hash[:])
 		lines = append(lines, string(line))
 	}
