@@ -45,6 +45,7 @@ func TestOIDCAuthSpoofedIdentityHeadersNeverReachUpstream(t *testing.T) {
 	if v := got.Header.Get("X-Auth-Subject"); v != "user-123" {
 		t.Fatalf("X-Auth-Subject %q, want the verified subject user-123", v)
 	}
+	assertNoSecret(t, "sidecar logs", s.sidecar.Output(), tok)
 
 	s.upstream.Reset()
 	resp, body = s.sidecar.Get(t, "/contacts", "", headers...)
