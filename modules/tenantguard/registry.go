@@ -8,12 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 // Tenant states and connector states in the registry.
@@ -47,6 +50,25 @@ type Tenant struct {
 
 func (t *Tenant) allowsIssuer(issuer string) bool {
 	return slices.Contains(t.Issuers, issuer)
+}
+
+// check returns the refusal, if any, for a request of tenant whose token
+// came from issuer, on a route serving connector. The issuer is checked
+// before the status, so that a token from another tenant's IdP learns
+// nothing about this tenant's state.
+func (reg *Registry) check(tenant, issuer, connector string, routeHasConnector bool) (int, string, string) {
+	t := reg.tenants[tenant]
+	switch {
+	case t == nil:
+		return http.StatusForbidden, sidecar.ReasonTenantUnknown, tenantUnknownDetail
+	case !t.allowsIssuer(issuer):
+		return http.StatusForbidden, sidecar.ReasonIssuerNotAllowedForTenant, issuerNotAllowedDetail
+	case t.Suspended:
+		return http.StatusForbidden, sidecar.ReasonTenantSuspended, tenantSuspendedDetail
+	case routeHasConnector && !t.Connected[connector]:
+		return http.StatusForbidden, sidecar.ReasonConnectorDisconnected, connectorDisconnectedDetail
+	}
+	return 0, "", ""
 }
 
 // Len is the number of tenants.

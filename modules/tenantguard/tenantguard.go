@@ -220,25 +220,6 @@ func (m *TenantGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	return next.ServeHTTP(w, r)
 }
 
-// check returns the refusal, if any, for a request of tenant whose token
-// came from issuer, on a route serving connector. The issuer is checked
-// before the status, so that a token from another tenant's IdP learns
-// nothing about this tenant's state.
-func (reg *Registry) check(tenant, issuer, connector string, routeHasConnector bool) (int, string, string) {
-	t := reg.tenants[tenant]
-	switch {
-	case t == nil:
-		return http.StatusForbidden, sidecar.ReasonTenantUnknown, tenantUnknownDetail
-	case !t.allowsIssuer(issuer):
-		return http.StatusForbidden, sidecar.ReasonIssuerNotAllowedForTenant, issuerNotAllowedDetail
-	case t.Suspended:
-		return http.StatusForbidden, sidecar.ReasonTenantSuspended, tenantSuspendedDetail
-	case routeHasConnector && !t.Connected[connector]:
-		return http.StatusForbidden, sidecar.ReasonConnectorDisconnected, connectorDisconnectedDetail
-	}
-	return 0, "", ""
-}
-
 func (m *TenantGuard) refuse(w http.ResponseWriter, r *http.Request, status int, reason, detail string) error {
 	if ce := m.logger.Check(zapcore.DebugLevel, "tenant_guard refused the request"); ce != nil {
 		ce.Write(zap.String("reason", reason), zap.Int("status", status))
