@@ -273,6 +273,7 @@ func TestServeRefusesUpstreamAnswers(t *testing.T) {
 		{"content range on 200", jsonUpstream(200, contactsDoc, "Content-Range: bytes 0-10/100"), sidecar.ReasonUpstreamPartial},
 		{"duplicate key", jsonUpstream(200, `{"data":[{"id":1,"email":"x","email":"ada@example.com"}]}`), sidecar.ReasonUpstreamDuplicate},
 		{"too large", jsonUpstream(200, big), sidecar.ReasonUpstreamTooLarge},
+		{"declared length over max_body", jsonUpstream(200, contactsDoc, "Content-Length: 99999999"), sidecar.ReasonUpstreamTooLarge},
 		{"brotli", jsonUpstream(200, contactsDoc, "Content-Encoding: br"), sidecar.ReasonUpstreamEncoding},
 		{"stacked encodings", jsonUpstream(200, gzipped(gzipped(contactsDoc)), "Content-Encoding: gzip, gzip"), sidecar.ReasonUpstreamEncoding},
 		{"corrupt gzip", jsonUpstream(200, "\x1f\x8bnot gzip at all", "Content-Encoding: gzip"), sidecar.ReasonUpstreamEncoding},

@@ -5,6 +5,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -108,6 +109,19 @@ func (tw *trimWriter) WriteHeader(status int) {
 	default:
 		tw.mode = modeBuffer
 	}
+	if tw.mode == modeBuffer {
+		// a declared length over the cap is refused before reading; one
+		// under it sizes the buffer exactly
+		if n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil && n >= 0 {
+			if n > tw.m.MaxBody && status >= 200 && status <= 299 {
+				tw.refuse(sidecar.ReasonUpstreamTooLarge, "the upstream body is larger than max_body")
+				return
+			}
+			if n <= tw.m.MaxBody && n <= 64<<20 {
+				tw.body = make([]byte, 0, n)
+			}
+		}
+	}
 }
 
 func (tw *trimWriter) refuse(reason, detail string) {
@@ -147,6 +161,12 @@ func (tw *trimWriter) Write(p []byte) (int, error) {
 			tw.mode = modeDiscard
 		}
 		return 0, errRefused
+	}
+	if need := len(tw.body) + len(p); need > cap(tw.body) {
+		// grow at most to max_body, so the buffer never holds more than the cap
+		grown := make([]byte, len(tw.body), min(max(2*cap(tw.body), need, 4096), int(tw.m.MaxBody)))
+		copy(grown, tw.body)
+		tw.body = grown
 	}
 	tw.body = append(tw.body, p...)
 	return len(p), nil
