@@ -73,7 +73,7 @@ func Verify(files []string, opts VerifyOptions) (VerifyResult, error) {
 			}
 			rec, err := decodeRecord(line)
 			if err != nil {
-				return fail(0, "not an audit record: %v", err)
+				return fail(0, "not an audit record (an inserted line, or a line torn by a failed write that Caddy's log reported): %v", err)
 			}
 			buf = canonicalBody(buf[:0], rec)
 			if h := sha256Hex(buf); h != rec.Hash {
@@ -138,7 +138,7 @@ func verifyPerInstance(files []string, opts VerifyOptions) (VerifyResult, error)
 			}
 			rec, err := decodeRecord(line)
 			if err != nil {
-				return fail(0, "not an audit record: %v", err)
+				return fail(0, "not an audit record (an inserted line, or a line torn by a failed write that Caddy's log reported): %v", err)
 			}
 			buf = canonicalBody(buf[:0], rec)
 			if sha256Hex(buf) != rec.Hash {
