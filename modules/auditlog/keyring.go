@@ -51,12 +51,18 @@ type pseudonymizer struct {
 // recent pseudonyms (the same few subjects make most requests). The cache
 // goes with the key when the tenant is forgotten.
 type tenantKey struct {
-	pool  sync.Pool
+	pool  sync.Pool // of *keyedMAC
 	mu    sync.RWMutex
 	cache map[pseudonymInput]string
 }
 
 type pseudonymInput struct{ kind, issuer, value string }
+
+// keyedMAC is a keyed HMAC and a scratch buffer for its message.
+type keyedMAC struct {
+	h   hash.Hash
+	msg []byte
+}
 
 // maxCachedPseudonyms bounds each tenant's cache; when full it starts over.
 const maxCachedPseudonyms = 4096
@@ -102,14 +108,13 @@ func (p *pseudonymizer) pseudonym(tenant, kind, issuer, value string) (string, e
 // compute is HMAC-SHA256(tenant key, kind 0x00 issuer 0x00 value),
 // truncated to 128 bits, in hex.
 func (tk *tenantKey) compute(in pseudonymInput) string {
-	h := tk.pool.Get().(hash.Hash)
-	h.Reset()
-	msg := make([]byte, 0, len(in.kind)+len(in.issuer)+len(in.value)+2)
-	msg = append(append(append(append(append(msg, in.kind...), 0), in.issuer...), 0), in.value...)
-	h.Write(msg)
+	km := tk.pool.Get().(*keyedMAC)
+	km.h.Reset()
+	km.msg = append(append(append(append(append(km.msg[:0], in.kind...), 0), in.issuer...), 0), in.value...)
+	km.h.Write(km.msg)
 	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	tk.pool.Put(h)
+	km.h.Sum(sum[:0])
+	tk.pool.Put(km)
 	return hex.EncodeToString(sum[:16])
 }
 
@@ -145,7 +150,7 @@ func (p *pseudonymizer) derive(tenant string, salt []byte) *tenantKey {
 		panic(err)
 	}
 	tk := &tenantKey{cache: make(map[pseudonymInput]string)}
-	tk.pool.New = func() any { return hmac.New(sha256.New, key) }
+	tk.pool.New = func() any { return &keyedMAC{h: hmac.New(sha256.New, key)} }
 	return tk
 }
 
