@@ -131,17 +131,16 @@ func headerValue(v any) (string, bool) {
 }
 
 // scrubConnection drops from the Connection header every token that names a
-// reserved header, and reports whether it dropped any. The reverse proxy
+// reserved header, and returns the dropped names. The reverse proxy
 // deletes the headers a client nominates as hop-by-hop after this handler
 // has set the verified ones, which would let a client strip its own
 // identity headers and reach the upstream anonymously.
-func (m headerMatcher) scrubConnection(h http.Header) bool {
+func (m headerMatcher) scrubConnection(h http.Header) []string {
 	values, ok := h["Connection"]
 	if !ok {
-		return false
+		return nil
 	}
-	scrubbed := false
-	var kept []string
+	var scrubbed, kept []string
 	for _, v := range values {
 		var tokens []string
 		for tok := range strings.SplitSeq(v, ",") {
@@ -150,7 +149,7 @@ func (m headerMatcher) scrubConnection(h http.Header) bool {
 				continue
 			}
 			if m.matches(tok) {
-				scrubbed = true
+				scrubbed = append(scrubbed, tok)
 				continue
 			}
 			tokens = append(tokens, tok)
@@ -159,13 +158,13 @@ func (m headerMatcher) scrubConnection(h http.Header) bool {
 			kept = append(kept, strings.Join(tokens, ", "))
 		}
 	}
-	if !scrubbed {
-		return false
+	if len(scrubbed) == 0 {
+		return nil
 	}
 	if len(kept) == 0 {
 		delete(h, "Connection")
 	} else {
 		h["Connection"] = kept
 	}
-	return true
+	return scrubbed
 }

@@ -65,8 +65,8 @@ func TestHeaderValue(t *testing.T) {
 func TestScrubConnection(t *testing.T) {
 	m := newHeaderMatcher([]string{"X-Auth-*"})
 	h := http.Header{"Connection": {"keep-alive, x-auth-subject", "X_Auth_Client"}}
-	if !m.scrubConnection(h) {
-		t.Fatal("nothing scrubbed")
+	if got := strings.Join(m.scrubConnection(h), ","); got != "x-auth-subject,X_Auth_Client" {
+		t.Fatalf("scrubbed %q", got)
 	}
 	if got := strings.Join(h["Connection"], "|"); got != "keep-alive" {
 		t.Fatalf("Connection %q, want keep-alive", got)
@@ -77,7 +77,23 @@ func TestScrubConnection(t *testing.T) {
 		t.Fatal("an emptied Connection header was kept")
 	}
 	h = http.Header{"Connection": {"close"}}
-	if m.scrubConnection(h) || h.Get("Connection") != "close" {
+	if m.scrubConnection(h) != nil || h.Get("Connection") != "close" {
 		t.Fatal("an innocent Connection header was changed")
+	}
+}
+
+func TestServeHTTPRecordsConnectionSpoof(t *testing.T) {
+	iss := startIssuer(t)
+	m := newHandler(t, iss, func(m *OIDCAuth) { m.ForwardHeaders = map[string]string{"X-Subject-Id": "sub"} })
+	tok := iss.MustMint(iss.AccessClaims("user-1", "connector-api", nil))
+	s := serve(t, m, tok, "Connection: keep-alive, x-subject-id")
+	if s.next.called != 1 {
+		t.Fatalf("refused: %s", s.resp.Body)
+	}
+	if got := s.next.req.Header.Get("Connection"); got != "keep-alive" {
+		t.Fatalf("Connection %q, want keep-alive", got)
+	}
+	if got := strings.Join(s.decision.SpoofedHeaders, ","); got != "Connection: x-subject-id" {
+		t.Fatalf("spoofed headers %q", got)
 	}
 }

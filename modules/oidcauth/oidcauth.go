@@ -290,8 +290,8 @@ func (m *OIDCAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	for _, name := range m.reserved.stripReserved(r.Header) {
 		dec.AddSpoofedHeader(name)
 	}
-	if m.reserved.scrubConnection(r.Header) {
-		dec.AddSpoofedHeader("Connection")
+	for _, name := range m.reserved.scrubConnection(r.Header) {
+		dec.AddSpoofedHeader("Connection: " + name) // as tenant_guard records it
 	}
 
 	raw, status, err := m.extractToken(r)
