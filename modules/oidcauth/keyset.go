@@ -12,6 +12,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 // errKeysUnavailable means the issuer's keys could not be fetched (and none
@@ -72,9 +74,10 @@ type keySet struct {
 	unknownKids map[string]time.Time
 	refresher   bool // background refresher started
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	now    func() time.Time
+	ctx        context.Context
+	cancel     context.CancelFunc
+	now        func() time.Time
+	unregister func() // from sidecar_health's view
 }
 
 // maxUnknownKids bounds the negative cache; when full it is cleared, which
@@ -83,7 +86,7 @@ const maxUnknownKids = 1024
 
 func newKeySet(cfg keySetConfig, logger *zap.Logger) *keySet {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &keySet{
+	ks := &keySet{
 		cfg:         cfg,
 		client:      newFetchClient(cfg.FetchTimeout),
 		logger:      logger,
@@ -93,12 +96,15 @@ func newKeySet(cfg keySetConfig, logger *zap.Logger) *keySet {
 		cancel:      cancel,
 		now:         time.Now,
 	}
+	ks.unregister = sidecar.RegisterKeySource(ks)
+	return ks
 }
 
 // Destruct stops the background refresher; the usage pool calls it when the
 // last config using this issuer is unloaded.
 func (ks *keySet) Destruct() error {
 	ks.cancel()
+	ks.unregister()
 	return nil
 }
 
