@@ -15,6 +15,8 @@ type Received struct {
 	Path   string // with the query string
 	Header http.Header
 	Body   []byte
+	// Trailer holds the request trailers, read after the body.
+	Trailer http.Header
 }
 
 // Upstream is a connector stand-in that records every request it receives.
@@ -42,7 +44,7 @@ func StartUpstream(t testing.TB, handler http.HandlerFunc) *Upstream {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		u.mu.Lock()
-		u.received = append(u.received, Received{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone(), Body: body})
+		u.received = append(u.received, Received{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone(), Body: body, Trailer: r.Trailer.Clone()})
 		u.mu.Unlock()
 		handler(w, r)
 	}))

@@ -121,12 +121,13 @@ type OIDCAuth struct {
 	// ends at the token's exp. Default 5m.
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
 
-	issuers   map[string]*issuer
-	algs      map[string]bool
-	tokenType string
-	reserved  headerMatcher
-	cache     *tokenCache
-	logger    *zap.Logger
+	issuers    map[string]*issuer
+	algs       map[string]bool
+	tokenType  string
+	reserved   headerMatcher
+	isReserved func(name string) bool // made once: a per-request method value would allocate
+	cache      *tokenCache
+	logger     *zap.Logger
 }
 
 // Issuer is one trusted token issuer.
@@ -219,6 +220,7 @@ func (m *OIDCAuth) Provision(ctx caddy.Context) error {
 		reserved = append(reserved, name)
 	}
 	m.reserved = newHeaderMatcher(reserved)
+	m.isReserved = m.reserved.matches
 
 	m.issuers = make(map[string]*issuer)
 	for _, ic := range m.Issuers {
@@ -293,6 +295,7 @@ func (m *OIDCAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	for _, name := range m.reserved.scrubConnection(r.Header) {
 		dec.AddSpoofedHeader("Connection: " + name) // as tenant_guard records it
 	}
+	sidecar.ScrubTrailers(r, m.isReserved)
 
 	raw, status, err := m.extractToken(r)
 	if err != nil {

@@ -2,7 +2,6 @@ package tenantguard
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
@@ -147,43 +146,6 @@ func neutraliseConnection(h http.Header, key string, decision *sidecar.Decision)
 		h["Connection"] = kept
 	}
 	decision.AddSpoofedHeader("Connection: " + key)
-}
-
-// scrubTrailer keeps the tenant header out of the request's trailers.
-// reverse_proxy forwards request trailers, and net/http merges every trailer
-// the client sends into the declared-trailer map when the body ends, so the
-// declared names are removed now and the rest when the body reaches EOF.
-func scrubTrailer(r *http.Request, key string, decision *sidecar.Decision) {
-	trailer := r.Trailer
-	for name := range trailer {
-		if sameHeaderName(name, key) {
-			delete(trailer, name)
-			decision.AddSpoofedHeader("Trailer: " + name)
-		}
-	}
-	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &trailerScrubber{ReadCloser: r.Body, trailer: trailer, key: key}
-	}
-}
-
-// trailerScrubber deletes the tenant header from the trailers as soon as
-// the body reports EOF, before anyone downstream copies them.
-type trailerScrubber struct {
-	io.ReadCloser
-	trailer http.Header
-	key     string
-}
-
-func (s *trailerScrubber) Read(p []byte) (int, error) {
-	n, err := s.ReadCloser.Read(p)
-	if err == io.EOF {
-		for name := range s.trailer {
-			if sameHeaderName(name, s.key) {
-				delete(s.trailer, name)
-			}
-		}
-	}
-	return n, err
 }
 
 // reservedHeaders are names the tenant header must not take: hop-by-hop

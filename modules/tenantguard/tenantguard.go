@@ -99,7 +99,8 @@ type TenantGuard struct {
 	// present is still checked.
 	Inject bool `json:"inject,omitempty"`
 
-	headerKey        string // canonical form of Header
+	headerKey        string                 // canonical form of Header
+	isTenantHeader   func(name string) bool // made once: a per-request closure would allocate
 	connectorDynamic bool
 	connectorBoxed   any // Connector as the placeholder value, boxed once
 	registry         *Registry
@@ -124,6 +125,7 @@ func (m *TenantGuard) Provision(ctx caddy.Context) error {
 		m.Header = DefaultHeader
 	}
 	m.headerKey = http.CanonicalHeaderKey(m.Header)
+	m.isTenantHeader = func(name string) bool { return sameHeaderName(name, m.headerKey) }
 	m.connectorDynamic = strings.Contains(m.Connector, placeholderOpen)
 	m.connectorBoxed = m.Connector
 	if m.Tenants != "" {
@@ -169,9 +171,7 @@ func (m *TenantGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	// are recorded even when the request is refused for another reason.
 	scrubDisguised(r.Header, m.headerKey, decision)
 	neutraliseConnection(r.Header, m.headerKey, decision)
-	if r.Trailer != nil {
-		scrubTrailer(r, m.headerKey, decision)
-	}
+	sidecar.ScrubTrailers(r, m.isTenantHeader)
 
 	id := sidecar.IdentityFrom(r)
 	if id == nil {
