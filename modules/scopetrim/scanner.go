@@ -94,6 +94,14 @@ func (s *scanner) str() (content []byte, escaped bool, ok bool) {
 	src := s.src
 	i := s.pos + 1
 	start := i
+	// short strings (most keys and values) end within a few bytes: a plain
+	// loop finds their end before the word-at-a-time loop pays off
+	for n := min(len(src), i+16); i < n && !strFlags[src[i]]; i++ {
+	}
+	if i < len(src) && src[i] == '"' {
+		s.pos = i + 1
+		return src[start:i], false, true
+	}
 	for {
 		// eight bytes at a time while none is a quote, a backslash, a
 		// control character or non-ASCII (false positives only stop early)

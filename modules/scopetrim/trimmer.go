@@ -21,6 +21,7 @@ type trimmer struct {
 
 	// withheld counts removed values by pattern; see withheldAt.
 	withheld []withheldEntry
+	hint     int // where countWithheld starts looking
 	patterns []string
 	counts   []int
 	removed  int
@@ -157,12 +158,17 @@ func (t *trimmer) object(n *node, inherited transform, depth int) {
 	t.out = append(t.out, '{')
 	base := len(t.keys)
 	first, wrote := true, false
+	// Members copied whole are not appended one by one: consecutive ones
+	// form a run of the source (keys, values and the commas between them)
+	// appended in one piece when the run ends.
+	runStart, runEnd, extend := 0, 0, false
 	for {
 		key, raw, ok := t.member(first, base)
 		if !ok {
 			return
 		}
 		if key == nil {
+			t.out = append(t.out, t.src[runStart:runEnd]...)
 			t.out = append(t.out, '}')
 			return
 		}
@@ -181,15 +187,42 @@ func (t *trimmer) object(n *node, inherited transform, depth int) {
 				return
 			}
 			t.keyWithheld(n, key)
+			extend = false
 			continue
 		}
+		// the key as written, with its quotes: raw lies in src, so its
+		// quotes are the bytes on either side of it
+		keyStart := cap(t.src) - cap(raw) - 1
+		if d == dCopy {
+			var ok bool
+			if t.src[t.pos] == '"' {
+				_, _, ok = t.str()
+			} else {
+				ok = t.skip(depth + 1)
+			}
+			if !ok {
+				return
+			}
+			if extend {
+				runEnd = t.pos // the comma before this member comes along
+				continue
+			}
+			t.out = append(t.out, t.src[runStart:runEnd]...)
+			if wrote {
+				t.out = append(t.out, ',')
+			}
+			wrote, extend = true, true
+			runStart, runEnd = keyStart, t.pos
+			continue
+		}
+		t.out = append(t.out, t.src[runStart:runEnd]...)
+		runStart, runEnd, extend = 0, 0, false
 		if wrote {
 			t.out = append(t.out, ',')
 		}
 		wrote = true
-		t.out = append(t.out, '"')
-		t.out = append(t.out, raw...)
-		t.out = append(t.out, '"', ':')
+		t.out = append(t.out, t.src[keyStart:keyStart+len(raw)+2]...)
+		t.out = append(t.out, ':')
 		t.emit(child, d, tf, depth+1)
 		if t.err != nil {
 			return
@@ -264,13 +297,13 @@ const maxWithheldEntries = 256
 // trims, so counting allocates nothing once the patterns have been seen.
 func (t *trimmer) withheldAt(parent *node, key []byte, elem bool) {
 	t.removed++
+	// the table holds only safe keys, so a hit needs no patternSafe check
+	if t.countWithheld(parent, key, elem) {
+		return
+	}
 	if !elem && !patternSafe(key) {
 		key = starKey
-	}
-	for i := range t.withheld {
-		e := &t.withheld[i]
-		if e.parent == parent && e.elem == elem && len(e.key) == len(key) && e.key == string(key) {
-			e.count++
+		if t.countWithheld(parent, key, elem) {
 			return
 		}
 	}
@@ -296,6 +329,25 @@ func (t *trimmer) withheldAt(parent *node, key []byte, elem bool) {
 }
 
 var starKey = []byte("*")
+
+// countWithheld adds one to an existing entry, if there is one.
+// The search starts after the previous hit: the objects of an array repeat
+// their keys in the same order, so that is usually the entry wanted.
+func (t *trimmer) countWithheld(parent *node, key []byte, elem bool) bool {
+	n := len(t.withheld)
+	for k, i := 0, t.hint; k < n; k, i = k+1, i+1 {
+		if i >= n {
+			i = 0
+		}
+		e := &t.withheld[i]
+		if e.parent == parent && e.elem == elem && len(e.key) == len(key) && e.key == string(key) {
+			e.count++
+			t.hint = i + 1
+			return true
+		}
+	}
+	return false
+}
 
 func (t *trimmer) keyWithheld(parent *node, key []byte) { t.withheldAt(parent, key, false) }
 
