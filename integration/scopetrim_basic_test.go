@@ -104,6 +104,22 @@ func TestScopeTrimTrimsByScopeAndRole(t *testing.T) {
 		assertWithheld(t, resp, body, crmSecrets...)
 	})
 
+	t.Run("upstream trailers never reach the client", func(t *testing.T) {
+		s.respond(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Trailer", "X-Contact-Email")
+			w.WriteHeader(200)
+			w.Write([]byte(crmContacts))
+			w.Header().Set("X-Contact-Email", "ada@example.com")
+			w.Header().Set(http.TrailerPrefix+"X-Ssn", "123-45-6789")
+		})
+		resp, body := s.sidecar.Get(t, "/v1/contacts", s.token(t, "contacts:read"))
+		if resp.StatusCode != 200 || len(resp.Trailer) != 0 || resp.Header.Get("Trailer") != "" {
+			t.Fatalf("%d trailers %v headers %v", resp.StatusCode, resp.Trailer, resp.Header)
+		}
+		assertWithheld(t, resp, body, crmSecrets...)
+	})
+
 	t.Run("304 passes", func(t *testing.T) {
 		s.respond(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Etag", `"abc"`)
