@@ -117,12 +117,16 @@ func (m *ScopeTrim) release(t *trimmer) {
 
 // recordWithheld adds the trimmer's withheld patterns to the decision record.
 func (tw *trimWriter) recordWithheld(t *trimmer) {
+	removed := t.removed
 	patterns, counts := t.withheldPatterns()
 	d := sidecar.DecisionFrom(tw.r)
 	for i, p := range patterns {
 		d.AddWithheld(p, counts[i])
 	}
-	t.removed = 0
+	tw.removed += removed
+	if repl, ok := tw.r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set(PlaceholderFieldsRemoved, tw.removed)
+	}
 }
 
 // refuse502 refuses the answer the upstream gave. No upstream header or

@@ -29,6 +29,16 @@ func init() {
 	caddy.RegisterModule(ScopeTrim{})
 }
 
+// Placeholders scope_trim publishes for later handlers and logs.
+const (
+	// PlaceholderPolicy is the policy that applies (connector@version).
+	PlaceholderPolicy = "http.scope_trim.policy"
+	// PlaceholderEndpoint is the matched endpoint's path pattern.
+	PlaceholderEndpoint = "http.scope_trim.endpoint"
+	// PlaceholderFieldsRemoved is how many values the response lost.
+	PlaceholderFieldsRemoved = "http.scope_trim.fields_removed"
+)
+
 // DefaultMaxBody is the largest upstream body trimmed unless configured.
 const DefaultMaxBody = 16 << 20
 
@@ -148,6 +158,10 @@ func (m *ScopeTrim) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	}
 	if d != nil {
 		d.Policy, d.Endpoint = ep.policy.name(), ep.path
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set(PlaceholderPolicy, ep.policy.name())
+		repl.Set(PlaceholderEndpoint, ep.path)
 	}
 	mask := ep.scopeMask(id.Scopes, id.Roles)
 	if ep.root.below&mask == 0 {

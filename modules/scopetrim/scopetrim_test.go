@@ -50,6 +50,7 @@ func newHandler(t *testing.T, policyJSON string, configure func(*ScopeTrim)) *Sc
 }
 
 type result struct {
+	repl     *caddy.Replacer
 	rec      *httptest.ResponseRecorder
 	decision *sidecar.Decision
 	upstream *http.Request // what the upstream received; nil if not called
@@ -76,6 +77,7 @@ func serveKeep(t *testing.T, m *ScopeTrim, req *http.Request, id *sidecar.Identi
 	}
 	res.rec = httptest.NewRecorder()
 	res.decision = dec
+	res.repl = repl
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		res.upstream = r
 		upstream(w, r)
@@ -173,6 +175,11 @@ func TestServeTrimsAndFixesHeaders(t *testing.T) {
 	}
 	if strings.Join(d.Withheld, " ") != "data.#.email data.#.notes data.#.phone data.#.ssn debug" {
 		t.Errorf("withheld %v", d.Withheld)
+	}
+	for k, want := range map[string]any{PlaceholderPolicy: "crm@2026-11-01", PlaceholderEndpoint: "/v1/contacts*", PlaceholderFieldsRemoved: 9} {
+		if got, _ := res.repl.Get(k); got != want {
+			t.Errorf("placeholder %s = %v, want %v", k, got, want)
+		}
 	}
 	assertNoSecret(t, res.rec, secrets...)
 }

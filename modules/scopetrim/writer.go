@@ -51,6 +51,7 @@ type trimWriter struct {
 	refused  *refusal
 	stream   *ndjsonStream
 	sent     bool // headers went to the client
+	removed  int  // values withheld so far (all records of a stream)
 }
 
 func newTrimWriter(m *ScopeTrim, w http.ResponseWriter, r *http.Request, ep *endpoint, mask uint64) *trimWriter {
