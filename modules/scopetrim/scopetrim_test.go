@@ -1,10 +1,13 @@
 package scopetrim
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -433,4 +436,40 @@ func provisionErr(m *ScopeTrim) error {
 		return err
 	}
 	return m.Validate()
+}
+
+// hijackRecorder is a recorder whose connection can be taken over, as a real
+// HTTP/1.1 connection's can.
+type hijackRecorder struct {
+	*httptest.ResponseRecorder
+	hijacked bool
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h.hijacked = true
+	return nil, nil, errors.New("test connection")
+}
+
+// An upstream that switches protocols must not get the client's connection.
+func TestServeRefusesHijack(t *testing.T) {
+	m := newHandler(t, "", nil)
+	rec := &hijackRecorder{ResponseRecorder: httptest.NewRecorder()}
+	req := httptest.NewRequest("GET", "/v1/contacts", nil)
+	req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	req = sidecar.WithIdentity(req, who([]string{"contacts:read"}, nil))
+	var hijackErr error
+	err := m.ServeHTTP(rec, req, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		w.WriteHeader(http.StatusSwitchingProtocols)
+		_, _, hijackErr = http.NewResponseController(w).Hijack()
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.hijacked || hijackErr == nil {
+		t.Fatal("the upstream's handler took over the client's connection")
+	}
+	if rec.Code != 502 {
+		t.Fatalf("status %d", rec.Code)
+	}
 }

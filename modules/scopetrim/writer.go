@@ -1,9 +1,11 @@
 package scopetrim
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -186,6 +188,14 @@ func (tw *trimWriter) FlushError() error { return nil }
 // Flush is FlushError for callers that use http.Flusher.
 func (tw *trimWriter) Flush() {}
 
+// Hijack is refused: a connection taken over by the upstream (a 101 the
+// client never asked for) would bypass trimming entirely.
+func (tw *trimWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, errHijack
+}
+
+var errHijack = errors.New("scope_trim: a trimmed response cannot take over the connection")
+
 func isJSON(media string) bool {
 	return media == "application/json" || (strings.HasSuffix(media, "+json") && strings.Contains(media, "/"))
 }
@@ -207,4 +217,5 @@ var (
 	_ http.ResponseWriter = (*trimWriter)(nil)
 	_ io.ReaderFrom       = (*trimWriter)(nil)
 	_ http.Flusher        = (*trimWriter)(nil)
+	_ http.Hijacker       = (*trimWriter)(nil)
 )
