@@ -278,6 +278,8 @@ func TestServeRefusesUpstreamAnswers(t *testing.T) {
 			io.WriteString(w, contactsDoc)
 		}, sidecar.ReasonUpstreamNotJSON},
 		{"text/plain JSON", jsonUpstreamCT("text/plain", contactsDoc), sidecar.ReasonUpstreamNotJSON},
+		{"two content types", jsonUpstream(200, contactsDoc, "Content-Type: text/html"), sidecar.ReasonUpstreamNotJSON},
+		{"encoding in two headers", jsonUpstream(200, gzipped(contactsDoc), "Content-Encoding: identity", "Content-Encoding: gzip"), sidecar.ReasonUpstreamEncoding},
 		{"event stream", jsonUpstreamCT("text/event-stream", "data: "+contactsDoc+"\n\n"), sidecar.ReasonUpstreamStream},
 		{"partial content", jsonUpstream(206, contactsDoc, "Content-Range: bytes 0-10/100"), sidecar.ReasonUpstreamPartial},
 		{"content range on 200", jsonUpstream(200, contactsDoc, "Content-Range: bytes 0-10/100"), sidecar.ReasonUpstreamPartial},

@@ -84,8 +84,11 @@ func (tw *trimWriter) WriteHeader(status int) {
 	h := tw.snapshot
 	ct := h.Get("Content-Type")
 	media, _, _ := mime.ParseMediaType(ct)
-	tw.encoding = strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding")))
+	tw.encoding = strings.ToLower(strings.TrimSpace(strings.Join(h.Values("Content-Encoding"), ",")))
 	switch {
+	case len(h.Values("Content-Type")) > 1:
+		// a client may read another of the types than the one judged here
+		tw.refuse(sidecar.ReasonUpstreamNotJSON, "the upstream sent more than one content type")
 	case status == http.StatusPartialContent || h.Get("Content-Range") != "":
 		tw.refuse(sidecar.ReasonUpstreamPartial, "the upstream answered with a part of a document, which cannot be trimmed")
 	case media == "text/event-stream":
