@@ -96,11 +96,16 @@ func (s *scanner) str() (content []byte, escaped bool, ok bool) {
 	start := i
 	// short strings (most keys and values) end within a few bytes: a plain
 	// loop finds their end before the word-at-a-time loop pays off
-	for n := min(len(src), i+16); i < n && !strFlags[src[i]]; i++ {
-	}
-	if i < len(src) && src[i] == '"' {
-		s.pos = i + 1
-		return src[start:i], false, true
+	if i+8 <= len(src) {
+		x := binary.LittleEndian.Uint64(src[i:])
+		hit := ((x - 0x2020202020202020) | ((x ^ 0x2222222222222222) - 0x0101010101010101) |
+			((x ^ 0x5c5c5c5c5c5c5c5c) - 0x0101010101010101) | x) & 0x8080808080808080
+		if hit != 0 {
+			if j := i + bits.TrailingZeros64(hit)>>3; src[j] == '"' {
+				s.pos = j + 1
+				return src[start:j], false, true
+			}
+		}
 	}
 	for {
 		// eight bytes at a time while none is a quote, a backslash, a
