@@ -169,4 +169,22 @@ func TestScopeTrimNDJSON(t *testing.T) {
 		t.Fatalf("%d %q", resp.StatusCode, body)
 	}
 	assertWithheld(t, resp, body, crmSecrets...)
+
+	// the same export gzipped, although identity was asked for
+	s.respond(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		for i := 0; i < 3; i++ {
+			zw.Write([]byte(`{"data":[{"id":"c` + strconv.Itoa(i) + `","email":"ada@example.com","ssn":"123-45-6789"}]}` + "\n"))
+			zw.Flush()
+			w.(http.Flusher).Flush()
+		}
+		zw.Close()
+	})
+	resp, body = s.sidecar.Get(t, "/v1/contacts/export", s.token(t, "contacts:read"))
+	if resp.StatusCode != 200 || string(body) != want || resp.Header.Get("Content-Encoding") != "" {
+		t.Fatalf("gzip: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	assertWithheld(t, resp, body, crmSecrets...)
 }

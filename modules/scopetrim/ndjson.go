@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 	"go.uber.org/zap"
 
 	"github.com/alysio/privacy-sidecar/modules/sidecar"
@@ -17,26 +20,103 @@ import (
 // headers are sent with the first trimmed record, so a stream whose first
 // record is bad is still refused with a 502; a bad record later ends the
 // stream: the connection is aborted and the record never sent.
+//
+// A gzip or zstd stream is decoded as it arrives: the proxy's writes go into
+// a pipe, and one goroutine decodes and trims. The handler's goroutine only
+// writes to the pipe and waits for the decoder (settle) before it reads any
+// state the decoder writes.
 type ndjsonStream struct {
 	tw       *trimWriter
 	t        *trimmer
 	pending  []byte
 	searched int // pending[:searched] holds no newline
 	records  int
-	failed   bool
+
+	failed               bool
+	failReason, failText string
+
+	pipe    *io.PipeWriter // nil for an identity stream
+	done    chan struct{}  // closed when the decoder goroutine ends
+	settled bool
 }
 
-func newNDJSONStream(tw *trimWriter) *ndjsonStream {
+func newNDJSONStream(tw *trimWriter, encoding string) *ndjsonStream {
 	t := tw.m.pool.Get().(*trimmer)
 	t.mask = tw.mask
 	t.hash = nil
 	if tw.ep.usesHash {
 		t.hash = tw.m.hasherFor(tw.tenant())
 	}
-	return &ndjsonStream{tw: tw, t: t}
+	s := &ndjsonStream{tw: tw, t: t}
+	if encoding != "" && encoding != "identity" {
+		pr, pw := io.Pipe()
+		s.pipe, s.done = pw, make(chan struct{})
+		go s.decode(pr, encoding)
+	}
+	return s
 }
 
+// decode runs on its own goroutine for a compressed stream.
+func (s *ndjsonStream) decode(pr *io.PipeReader, encoding string) {
+	defer close(s.done)
+	var r io.Reader
+	switch encoding {
+	case "zstd":
+		zr, err := zstd.NewReader(pr, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(maxZstdWindow))
+		if err != nil {
+			s.fail(sidecar.ReasonUpstreamEncoding, "the upstream's zstd stream cannot be decoded")
+			pr.CloseWithError(errRefused)
+			return
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		zr, err := gzip.NewReader(pr)
+		if err != nil {
+			s.fail(sidecar.ReasonUpstreamEncoding, "the upstream's gzip stream is corrupt")
+			pr.CloseWithError(errRefused)
+			return
+		}
+		defer zr.Close()
+		r = zr
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if werr := s.feed(buf[:n]); werr != nil {
+				pr.CloseWithError(errRefused)
+				return
+			}
+		}
+		if err == io.EOF {
+			_, _ = io.Copy(io.Discard, pr) // let the proxy finish its writes
+			return
+		}
+		if err != nil {
+			if !errors.Is(err, io.ErrClosedPipe) {
+				s.fail(sidecar.ReasonUpstreamEncoding, "the upstream's "+encoding+" stream is corrupt")
+			}
+			pr.CloseWithError(errRefused)
+			return
+		}
+	}
+}
+
+// write takes what the proxy copies from the upstream.
 func (s *ndjsonStream) write(p []byte) error {
+	if s.pipe != nil {
+		if _, err := s.pipe.Write(p); err != nil {
+			return errRefused
+		}
+		return nil
+	}
+	return s.feed(p)
+}
+
+// feed splits decoded bytes into records and trims each complete one.
+func (s *ndjsonStream) feed(p []byte) error {
 	if s.failed {
 		return errRefused
 	}
@@ -96,39 +176,45 @@ func (s *ndjsonStream) record(line []byte) error {
 	return nil
 }
 
-// fail ends the stream. Before anything was sent it becomes an ordinary
-// refusal; afterwards the decision records it and the response is aborted.
+// fail ends the stream. What it means for the client (a refusal before
+// anything was sent, an aborted connection after) is decided by finish.
 func (s *ndjsonStream) fail(reason, detail string) error {
-	s.failed = true
-	if !s.tw.sent {
-		s.tw.refuse(reason, detail)
-		return errRefused
+	if !s.failed {
+		s.failed, s.failReason, s.failText = true, reason, detail
 	}
-	// the records before this one are good: let the client have them
-	_ = http.NewResponseController(s.tw.ResponseWriter).Flush()
-	sidecar.DecisionFrom(s.tw.r).Deny(http.StatusBadGateway, reason)
-	if repl, ok := s.tw.r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("sidecar.reason", reason)
+	if s.tw.sent {
+		// the records before this one are good: let the client have them
+		_ = http.NewResponseController(s.tw.ResponseWriter).Flush()
 	}
-	s.tw.m.logger.Warn("ndjson stream ended: record refused", zap.String("reason", reason), zap.String("detail", detail))
 	return errRefused
+}
+
+// settle ends the decoder goroutine, if any, and waits for it; after it the
+// handler's goroutine may read everything the decoder wrote.
+func (s *ndjsonStream) settle() {
+	if s.pipe == nil || s.settled {
+		return
+	}
+	s.settled = true
+	s.pipe.Close()
+	<-s.done
 }
 
 // finish trims a last record without a newline and ends the stream.
 func (s *ndjsonStream) finish(err error, aborted bool) error {
+	s.settle()
 	defer s.tw.m.release(s.t)
 	if !s.failed && err == nil && !aborted && len(s.pending) > 0 {
-		if rerr := s.record(s.pending); rerr != nil && !s.failed {
-			return rerr
-		}
+		_ = s.record(s.pending)
 	}
 	if !s.failed && (err != nil || aborted) {
 		_ = s.fail(sidecar.ReasonUpstreamError, "the upstream stream ended before it was complete")
 	}
 	if s.failed {
 		if !s.tw.sent {
-			return s.tw.refuse502(s.tw.refused.reason, s.tw.refused.detail)
+			return s.tw.refuse502(s.failReason, s.failText)
 		}
+		s.recordAbort()
 		// the status is sent: only an aborted connection tells the client
 		// that the stream did not end normally
 		panic(http.ErrAbortHandler)
@@ -138,4 +224,17 @@ func (s *ndjsonStream) finish(err error, aborted bool) error {
 		s.tw.ResponseWriter.WriteHeader(s.tw.status)
 	}
 	return nil
+}
+
+// recordAbort records a stream cut after its status was sent.
+func (s *ndjsonStream) recordAbort() {
+	reason := s.failReason
+	if reason == "" {
+		reason = sidecar.ReasonUpstreamError
+	}
+	sidecar.DecisionFrom(s.tw.r).Deny(http.StatusBadGateway, reason)
+	if repl, ok := s.tw.r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("sidecar.reason", reason)
+	}
+	s.tw.m.logger.Warn("ndjson stream ended: record refused", zap.String("reason", reason), zap.String("detail", s.failText))
 }

@@ -55,14 +55,68 @@ func TestNDJSONBadFirstRecordIsRefused(t *testing.T) {
 	assertProblem(t, res, 502, sidecar.ReasonUpstreamDuplicate)
 }
 
-func TestNDJSONCompressedIsRefused(t *testing.T) {
-	m := newHandler(t, "", nil)
-	res := serve(t, m, httptest.NewRequest("GET", "/v1/contacts", nil), who([]string{"contacts:read"}, nil), func(w http.ResponseWriter, r *http.Request) {
+func compressedNDJSON(encoding, body string) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/jsonl")
-		w.Header().Set("Content-Encoding", "gzip")
-		io.WriteString(w, gzipped(`{"data":[]}`+"\n"))
-	})
-	assertProblem(t, res, 502, sidecar.ReasonUpstreamEncoding)
+		w.Header().Set("Content-Encoding", encoding)
+		data := body
+		switch encoding {
+		case "gzip":
+			data = gzipped(body)
+		case "zstd":
+			data = zstded(body)
+		}
+		for b := []byte(data); len(b) > 0; { // in pieces, as a proxy copies
+			n := min(5, len(b))
+			if _, err := w.Write(b[:n]); err != nil {
+				return
+			}
+			b = b[n:]
+		}
+	}
+}
+
+func TestNDJSONCompressedIsDecodedAsItStreams(t *testing.T) {
+	m := newHandler(t, "", nil)
+	body := `{"data":[{"id":1,"email":"ada@example.com"}]}` + "\n" + `{"data":[{"id":2,"ssn":"123-45-6789"}]}` + "\n"
+	for _, enc := range []string{"gzip", "zstd"} {
+		t.Run(enc, func(t *testing.T) {
+			res := serve(t, m, httptest.NewRequest("GET", "/v1/contacts/export", nil), who([]string{"contacts:read"}, nil), compressedNDJSON(enc, body))
+			if res.rec.Code != 200 || res.rec.Body.String() != `{"data":[{"id":1}]}`+"\n"+`{"data":[{"id":2}]}`+"\n" {
+				t.Fatalf("%d %q", res.rec.Code, res.rec.Body)
+			}
+			if res.rec.Header().Get("Content-Encoding") != "" {
+				t.Fatalf("headers %v", res.rec.Header())
+			}
+			assertNoSecret(t, res.rec, secrets...)
+		})
+	}
+}
+
+func TestNDJSONCompressedRefusals(t *testing.T) {
+	m := newHandler(t, "", func(m *ScopeTrim) { m.MaxBody = 1024 })
+	bomb := `{"data":[{"id":"` + strings.Repeat("A", 1<<20) + `"}]}` + "\n"
+	tests := []struct {
+		name     string
+		upstream func(http.ResponseWriter, *http.Request)
+		reason   string
+	}{
+		{"brotli", compressedNDJSON("br", `{"data":[]}`+"\n"), sidecar.ReasonUpstreamEncoding},
+		{"unknown encoding", compressedNDJSON("lzma", ""), sidecar.ReasonUpstreamEncoding},
+		{"gzip bomb record", compressedNDJSON("gzip", bomb), sidecar.ReasonUpstreamTooLarge},
+		{"zstd bomb record", compressedNDJSON("zstd", bomb), sidecar.ReasonUpstreamTooLarge},
+		{"gzip that is not gzip", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.Header().Set("Content-Encoding", "gzip")
+			io.WriteString(w, `{"data":[{"id":1,"email":"ada@example.com"}]}`+"\n")
+		}, sidecar.ReasonUpstreamEncoding},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := serve(t, m, httptest.NewRequest("GET", "/v1/contacts", nil), who([]string{"contacts:read"}, nil), tt.upstream)
+			assertProblem(t, res, 502, tt.reason)
+		})
+	}
 }
 
 func TestNDJSONRecordOverMaxBodyIsRefused(t *testing.T) {
@@ -94,5 +148,27 @@ func TestNDJSONBadLaterRecordAbortsTheStream(t *testing.T) {
 		`{"data":[{"id":1,"email":"ada@example.com"}]}`+"\n",
 		"{\"data\":[{\"id\":\"\xff\",\"ssn\":\"123-45-6789\"}]}\n",
 		`{"data":[{"id":3}]}`+"\n"))
+	t.Fatal("the stream was not aborted")
+}
+
+// In a gzip stream too, a bad record after the first ends the stream.
+func TestNDJSONCompressedBadLaterRecordAbortsTheStream(t *testing.T) {
+	m := newHandler(t, "", nil)
+	var res result
+	defer func() {
+		if v := recover(); v != http.ErrAbortHandler {
+			t.Fatalf("recovered %v, want http.ErrAbortHandler", v)
+		}
+		if !strings.HasPrefix(res.rec.Body.String(), `{"data":[{"id":1}]}`+"\n") || strings.Contains(res.rec.Body.String(), `"id":3`) {
+			t.Fatalf("body %q", res.rec.Body)
+		}
+		assertNoSecret(t, res.rec, "ada@example.com", "123-45-6789")
+		if res.decision.Reason != sidecar.ReasonUpstreamDuplicate {
+			t.Fatalf("decision %+v", res.decision)
+		}
+	}()
+	body := `{"data":[{"id":1,"email":"ada@example.com"}]}` + "\n" +
+		`{"data":[{"id":2,"id":"123-45-6789"}]}` + "\n" + `{"data":[{"id":3}]}` + "\n"
+	res = serveKeep(t, m, httptest.NewRequest("GET", "/v1/contacts", nil), who([]string{"contacts:read"}, nil), &res, compressedNDJSON("gzip", body))
 	t.Fatal("the stream was not aborted")
 }

@@ -224,9 +224,15 @@ func prepareUpstreamRequest(r *http.Request) *http.Request {
 func callNext(tw *trimWriter, r *http.Request, next caddyhttp.Handler) (err error, aborted bool) {
 	defer func() {
 		if v := recover(); v != nil {
+			if tw.stream != nil {
+				tw.stream.settle() // tw.sent may be written by a decoder goroutine
+			}
 			if v == http.ErrAbortHandler && !tw.sent {
 				aborted = true
 				return
+			}
+			if tw.stream != nil && tw.sent {
+				tw.stream.recordAbort()
 			}
 			panic(v)
 		}

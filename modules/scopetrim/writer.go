@@ -102,12 +102,12 @@ func (tw *trimWriter) WriteHeader(status int) {
 			tw.mode = modeDiscard
 		}
 	case isNDJSON(media):
-		if tw.encoding != "" && tw.encoding != "identity" {
-			tw.refuse(sidecar.ReasonUpstreamEncoding, "the upstream compressed an NDJSON stream although identity was requested")
+		if !knownEncoding(tw.encoding) {
+			tw.refuse(sidecar.ReasonUpstreamEncoding, "the upstream used a content encoding other than gzip or zstd")
 			return
 		}
 		tw.mode = modeStream
-		tw.stream = newNDJSONStream(tw)
+		tw.stream = newNDJSONStream(tw, tw.encoding)
 	case !isJSON(media):
 		tw.refuse(sidecar.ReasonUpstreamNotJSON, "the upstream's content type is not JSON; only JSON can be trimmed")
 	case !knownEncoding(tw.encoding):
