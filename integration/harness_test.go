@@ -86,13 +86,17 @@ type Sidecar struct {
 // reads its addresses from the environment: {$SIDECAR_ADDR} for the site and
 // {$SIDECAR_ADMIN} for the admin API, both set here, plus whatever env adds
 // (upstream, issuer, policy paths...). It waits until the site answers and
-// kills the process when the test ends.
+// kills the process when the test ends. An env SIDECAR_ADDR overrides the
+// site address, for Caddyfiles whose site is built from other variables.
 func StartSidecar(t testing.TB, path string, env map[string]string) *Sidecar {
 	t.Helper()
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(repoRoot, path)
 	}
 	s := &Sidecar{Addr: freeAddr(t), AdminAddr: freeAddr(t), t: t, output: new(syncBuffer)}
+	if addr, ok := env["SIDECAR_ADDR"]; ok { // a Caddyfile that names its site otherwise
+		s.Addr = addr
+	}
 	s.URL = "http://" + s.Addr
 	s.Env = append(os.Environ(), "SIDECAR_ADDR="+s.Addr, "SIDECAR_ADMIN="+s.AdminAddr)
 	for k, v := range env {
