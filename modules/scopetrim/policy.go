@@ -2,6 +2,8 @@ package scopetrim
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -181,6 +183,25 @@ func loadPolicies(path string, maxDepth int) ([]*endpoint, []string, error) {
 		return nil, nil, fmt.Errorf("policies: %s holds no policy file with endpoints", path)
 	}
 	return all, loaded, nil
+}
+
+// policiesDigest is the SHA-256 of the policy files loadPolicies would read
+// (name, length, bytes, in load order), hex-encoded.
+func policiesDigest(path string) (string, error) {
+	_, files, err := loadPolicies(path, DefaultMaxDepth)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", filepath.Base(f), len(data))
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // looksLikePolicy tells policy files in a directory from other JSON files

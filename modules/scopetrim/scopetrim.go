@@ -56,6 +56,13 @@ type ScopeTrim struct {
 	// such as {env.POLICY_DIR} are expanded at provision. Required.
 	Policies string `json:"policies,omitempty"`
 
+	// PoliciesDigest is written by the Caddyfile adapter: the SHA-256 of the
+	// policy files when the Caddyfile was adapted. It only marks the config
+	// as changed when a policy changed, so that `caddy reload` applies a
+	// policy edit (Caddy skips a reload whose config is unchanged); it is not
+	// checked. With JSON configs, use `caddy reload --force`.
+	PoliciesDigest string `json:"policies_digest,omitempty"`
+
 	// MaxBody is the largest upstream body, in bytes, that is trimmed, after
 	// decoding gzip or zstd; a larger body is refused (502
 	// upstream_too_large) as soon as it passes the limit, and for NDJSON it
