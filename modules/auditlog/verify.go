@@ -54,58 +54,36 @@ var errStop = errors.New("stop")
 // the previous record's hash. It returns a *BadRecord for the first record
 // that was changed, or that follows a removed, inserted or reordered one.
 func Verify(files []string, opts VerifyOptions) (VerifyResult, error) {
-	var res VerifyResult
-	var bad *BadRecord
-	var prevSeq uint64
-	prevHash := ""
-	var buf []byte
 	if opts.PerInstance {
 		return verifyPerInstance(files, opts)
 	}
-	for _, file := range files {
-		err := eachLine(file, func(n int, line []byte) error {
-			fail := func(seq uint64, format string, args ...any) error {
-				bad = &BadRecord{File: file, Line: n, Seq: seq, Problem: fmt.Sprintf(format, args...)}
-				return errStop
-			}
-			if len(line) == 0 {
-				return fail(0, "empty line where a record should be")
-			}
-			rec, err := decodeRecord(line)
-			if err != nil {
-				return fail(0, "not an audit record (an inserted line, or a line torn by a failed write that Caddy's log reported): %v", err)
-			}
-			buf = canonicalBody(buf[:0], rec)
-			if h := sha256Hex(buf); h != rec.Hash {
-				return fail(rec.Seq, "hash does not match the record's content: the record was changed")
-			}
-			if res.Records == 0 {
-				if rec.Seq != 1 || rec.PrevHash != genesisHash {
-					if !opts.Partial {
-						return fail(rec.Seq, "the chain starts at seq %d instead of 1: earlier records are missing (pass --partial if older files were rolled away)", rec.Seq)
-					}
-				}
-				res.FirstSeq = rec.Seq
-			} else {
-				switch {
-				case rec.Seq == prevSeq+1 && rec.PrevHash != prevHash:
-					return fail(rec.Seq, "prev_hash does not match the previous record (seq %d): a record was replaced or inserted before this one", prevSeq)
-				case rec.Seq > prevSeq+1:
-					return fail(rec.Seq, "expected seq %d: records %d to %d are missing, or records were reordered", prevSeq+1, prevSeq+1, rec.Seq-1)
-				case rec.Seq <= prevSeq:
-					return fail(rec.Seq, "expected seq %d after seq %d: a record was inserted, duplicated or moved here", prevSeq+1, prevSeq)
+	var res VerifyResult
+	var prevSeq uint64
+	prevHash := ""
+	err := eachRecord(files, func(rec *Record, fail failFunc) error {
+		if res.Records == 0 {
+			if rec.Seq != 1 || rec.PrevHash != genesisHash {
+				if !opts.Partial {
+					return fail(rec.Seq, "the chain starts at seq %d instead of 1: earlier records are missing (pass --partial if older files were rolled away)", rec.Seq)
 				}
 			}
-			res.Records++
-			prevSeq, prevHash = rec.Seq, rec.Hash
-			return nil
-		})
-		if bad != nil {
-			return res, bad
+			res.FirstSeq = rec.Seq
+		} else {
+			switch {
+			case rec.Seq == prevSeq+1 && rec.PrevHash != prevHash:
+				return fail(rec.Seq, "prev_hash does not match the previous record (seq %d): a record was replaced or inserted before this one", prevSeq)
+			case rec.Seq > prevSeq+1:
+				return fail(rec.Seq, "expected seq %d: records %d to %d are missing, or records were reordered", prevSeq+1, prevSeq+1, rec.Seq-1)
+			case rec.Seq <= prevSeq:
+				return fail(rec.Seq, "expected seq %d after seq %d: a record was inserted, duplicated or moved here", prevSeq+1, prevSeq)
+			}
 		}
-		if err != nil {
-			return res, fmt.Errorf("reading %s: %v", file, err)
-		}
+		res.Records++
+		prevSeq, prevHash = rec.Seq, rec.Hash
+		return nil
+	})
+	if err != nil {
+		return res, err
 	}
 	if res.Records == 0 {
 		return res, errors.New("no audit records in the given files")
@@ -123,9 +101,61 @@ type chainHead struct {
 
 func verifyPerInstance(files []string, opts VerifyOptions) (VerifyResult, error) {
 	var res VerifyResult
-	var bad *BadRecord
 	heads := map[string]*chainHead{}
 	byTail := map[string]string{} // chain head hash -> instance
+	err := eachRecord(files, func(rec *Record, fail failFunc) error {
+		h := heads[rec.Instance]
+		switch {
+		case h != nil && h.handed:
+			return fail(rec.Seq, "instance %q writes after its chain was continued by another instance", rec.Instance)
+		case h != nil && rec.Seq != h.seq+1:
+			return fail(rec.Seq, "expected seq %d for instance %q: records missing, inserted or reordered", h.seq+1, rec.Instance)
+		case h != nil && rec.PrevHash != h.hash:
+			return fail(rec.Seq, "prev_hash does not match instance %q's previous record: a record was replaced or inserted", rec.Instance)
+		case h == nil && rec.Seq == 1 && rec.PrevHash == genesisHash:
+			res.Chains++
+		case h == nil:
+			if from, ok := byTail[rec.PrevHash]; ok && heads[from].seq+1 == rec.Seq && !heads[from].handed {
+				heads[from].handed = true // a restart resumed that chain
+				break
+			}
+			if !opts.Partial {
+				return fail(rec.Seq, "instance %q starts at seq %d without linking to a previous record: earlier records are missing (pass --partial if they were rolled away)", rec.Instance, rec.Seq)
+			}
+			res.Chains++
+		}
+		if h != nil {
+			delete(byTail, h.hash)
+		} else {
+			h = &chainHead{}
+			heads[rec.Instance] = h
+		}
+		h.seq, h.hash = rec.Seq, rec.Hash
+		byTail[rec.Hash] = rec.Instance
+		if res.Records == 0 {
+			res.FirstSeq = rec.Seq
+		}
+		res.Records++
+		res.LastSeq, res.LastHash = rec.Seq, rec.Hash
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	if res.Records == 0 {
+		return res, errors.New("no audit records in the given files")
+	}
+	return res, nil
+}
+
+// failFunc names the record under check as the first bad one.
+type failFunc func(seq uint64, format string, args ...any) error
+
+// eachRecord reads files line by line, oldest first, and calls check with
+// every record whose hash matches its own content. It returns a *BadRecord
+// for the first line that is not such a record or that check fails.
+func eachRecord(files []string, check func(rec *Record, fail failFunc) error) error {
+	var bad *BadRecord
 	var buf []byte
 	for _, file := range files {
 		err := eachLine(file, func(n int, line []byte) error {
@@ -144,50 +174,14 @@ func verifyPerInstance(files []string, opts VerifyOptions) (VerifyResult, error)
 			if sha256Hex(buf) != rec.Hash {
 				return fail(rec.Seq, "hash does not match the record's content: the record was changed")
 			}
-			h := heads[rec.Instance]
-			switch {
-			case h != nil && h.handed:
-				return fail(rec.Seq, "instance %q writes after its chain was continued by another instance", rec.Instance)
-			case h != nil && rec.Seq != h.seq+1:
-				return fail(rec.Seq, "expected seq %d for instance %q: records missing, inserted or reordered", h.seq+1, rec.Instance)
-			case h != nil && rec.PrevHash != h.hash:
-				return fail(rec.Seq, "prev_hash does not match instance %q's previous record: a record was replaced or inserted", rec.Instance)
-			case h == nil && rec.Seq == 1 && rec.PrevHash == genesisHash:
-				res.Chains++
-			case h == nil:
-				if from, ok := byTail[rec.PrevHash]; ok && heads[from].seq+1 == rec.Seq && !heads[from].handed {
-					heads[from].handed = true // a restart resumed that chain
-					break
-				}
-				if !opts.Partial {
-					return fail(rec.Seq, "instance %q starts at seq %d without linking to a previous record: earlier records are missing (pass --partial if they were rolled away)", rec.Instance, rec.Seq)
-				}
-				res.Chains++
-			}
-			if h != nil {
-				delete(byTail, h.hash)
-			} else {
-				h = &chainHead{}
-				heads[rec.Instance] = h
-			}
-			h.seq, h.hash = rec.Seq, rec.Hash
-			byTail[rec.Hash] = rec.Instance
-			if res.Records == 0 {
-				res.FirstSeq = rec.Seq
-			}
-			res.Records++
-			res.LastSeq, res.LastHash = rec.Seq, rec.Hash
-			return nil
+			return check(rec, fail)
 		})
 		if bad != nil {
-			return res, bad
+			return bad
 		}
 		if err != nil {
-			return res, fmt.Errorf("reading %s: %v", file, err)
+			return fmt.Errorf("reading %s: %v", file, err)
 		}
 	}
-	if res.Records == 0 {
-		return res, errors.New("no audit records in the given files")
-	}
-	return res, nil
+	return nil
 }
