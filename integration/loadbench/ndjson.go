@@ -39,7 +39,7 @@ func (b *bench) ndjsonExport(ctx context.Context, name string) (ndjsonResult, er
 		res := ndjsonResult{Config: name, UpstreamBytes: n}
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL()+"/v1/export/contacts?bytes="+strconv.FormatInt(n, 10), nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL()+"/v1/contacts/export?bytes="+strconv.FormatInt(n, 10), nil)
 		req.Header.Set("Authorization", "Bearer "+b.tokens[name]())
 		req.Header.Set("X-Tenant-ID", benchTenant)
 		t0 := time.Now()

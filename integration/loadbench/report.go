@@ -209,7 +209,7 @@ func (rep *report) markdown() string {
 		b.WriteString("\n")
 	}
 	if len(rep.ndjson) > 0 {
-		b.WriteString("NDJSON export (`application/x-ndjson`, generated and streamed by the upstream, trimmed record by record by scope_trim):\n\n")
+		b.WriteString("NDJSON export (`application/x-ndjson`, generated and streamed by the upstream, trimmed record by record by scope_trim with policies/crm-export.json; the client reads it as fast as it arrives):\n\n")
 		b.WriteString("| configuration | upstream bytes | records | bytes out | time | throughput | RSS before | peak RSS | peak growth |\n")
 		b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, n := range rep.ndjson {

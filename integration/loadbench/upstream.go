@@ -123,7 +123,7 @@ type upstream struct {
 }
 
 // startUpstream serves GET /v1/contacts?size=<label> from docs and
-// GET /v1/export/contacts?bytes=N as NDJSON of about N bytes.
+// GET /v1/contacts/export?bytes=N as NDJSON of about N bytes.
 func startUpstream(docs map[string][]byte) (*upstream, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -132,7 +132,7 @@ func startUpstream(docs map[string][]byte) (*upstream, error) {
 	u := &upstream{URL: ln.Addr().String(), docs: docs}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/contacts", u.serveContacts)
-	mux.HandleFunc("GET /v1/export/contacts", u.serveExport)
+	mux.HandleFunc("GET /v1/contacts/export", u.serveExport)
 	u.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go u.server.Serve(ln)
 	return u, nil

@@ -59,7 +59,7 @@ func TestUpstreamServesListsAndStreamsExport(t *testing.T) {
 	}
 
 	const want = 1 << 20
-	resp, err = http.Get("http://" + u.URL + "/v1/export/contacts?bytes=1048576")
+	resp, err = http.Get("http://" + u.URL + "/v1/contacts/export?bytes=1048576")
 	if err != nil {
 		t.Fatal(err)
 	}
