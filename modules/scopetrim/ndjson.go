@@ -122,18 +122,24 @@ func (s *ndjsonStream) feed(p []byte) error {
 	}
 	s.pending = append(s.pending, p...)
 	wrote := false
+	start := 0 // the first byte of pending not yet trimmed
 	for {
 		i := bytes.IndexByte(s.pending[s.searched:], '\n')
 		if i < 0 {
 			break
 		}
 		end := s.searched + i
-		if err := s.record(s.pending[:end]); err != nil {
+		if err := s.record(s.pending[start:end]); err != nil {
 			return err
 		}
 		wrote = true
-		s.pending = s.pending[:copy(s.pending, s.pending[end+1:])]
-		s.searched = 0
+		start = end + 1
+		s.searched = start
+	}
+	// Move the incomplete last record down once per write, not the rest of
+	// the buffer once per record (quadratic in records per write).
+	if start > 0 {
+		s.pending = s.pending[:copy(s.pending, s.pending[start:])]
 	}
 	s.searched = len(s.pending)
 	if int64(len(s.pending)) > s.tw.m.MaxBody {
@@ -161,7 +167,6 @@ func (s *ndjsonStream) record(line []byte) error {
 		}
 		return s.fail(reason, fmt.Sprintf("NDJSON record %d was refused: %v", s.records, err))
 	}
-	s.tw.recordWithheld(s.t)
 	if !s.tw.sent {
 		s.tw.sendHeaders(-1)
 		s.tw.ResponseWriter.WriteHeader(s.tw.status)
@@ -204,6 +209,17 @@ func (s *ndjsonStream) settle() {
 func (s *ndjsonStream) finish(err error, aborted bool) error {
 	s.settle()
 	defer s.tw.m.release(s.t)
+	// The withheld patterns of every record sent, sorted and recorded once
+	// per stream rather than once per record; a stream refused before its
+	// first record was sent withheld nothing from the client.
+	defer func() {
+		if s.tw.sent {
+			s.tw.recordWithheld(s.t)
+			return
+		}
+		s.t.withheldPatterns()
+		s.t.removed = 0
+	}()
 	if !s.failed && err == nil && !aborted && len(s.pending) > 0 {
 		_ = s.record(s.pending)
 	}

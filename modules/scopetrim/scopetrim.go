@@ -84,6 +84,7 @@ type ScopeTrim struct {
 	usesHash  bool
 	tenants   *sync.Map // tenant -> derived hash key
 	pool      *sync.Pool
+	bodies    *sync.Pool // *[]byte: upstream body buffers reused across responses
 	logger    *zap.Logger
 }
 
@@ -125,6 +126,7 @@ func (m *ScopeTrim) Provision(ctx caddy.Context) error {
 	}
 	maxDepth := m.MaxDepth
 	m.tenants = new(sync.Map)
+	m.bodies = new(sync.Pool)
 	m.pool = &sync.Pool{New: func() any { return &trimmer{scanner: scanner{maxDepth: maxDepth}} }}
 	m.logger.Info("policies loaded", zap.Strings("files", files), zap.Int("endpoints", len(eps)))
 	return nil
@@ -176,6 +178,7 @@ func (m *ScopeTrim) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 			"the token's scopes and roles allow no field of this endpoint")
 	}
 	tw := newTrimWriter(m, w, r, ep, mask)
+	defer tw.releaseBody()
 	err, aborted := callNext(tw, prepareUpstreamRequest(r), next)
 	return tw.finish(err, aborted)
 }

@@ -124,7 +124,7 @@ func (tw *trimWriter) WriteHeader(status int) {
 				return
 			}
 			if n <= tw.m.MaxBody && n <= 64<<20 {
-				tw.body = make([]byte, 0, n)
+				tw.body = tw.m.bodyBuffer(int(n))
 			}
 		}
 	}
@@ -168,6 +168,9 @@ func (tw *trimWriter) Write(p []byte) (int, error) {
 		}
 		return 0, errRefused
 	}
+	if tw.body == nil {
+		tw.body = tw.m.bodyBuffer(len(p))
+	}
 	if need := len(tw.body) + len(p); need > cap(tw.body) {
 		// grow at most to max_body, so the buffer never holds more than the cap
 		grown := make([]byte, len(tw.body), min(max(2*cap(tw.body), need, 4096), int(tw.m.MaxBody)))
@@ -176,6 +179,28 @@ func (tw *trimWriter) Write(p []byte) (int, error) {
 	}
 	tw.body = append(tw.body, p...)
 	return len(p), nil
+}
+
+// bodyBuffer returns an empty buffer for at least n bytes, reusing one
+// from an earlier response when it is large enough.
+func (m *ScopeTrim) bodyBuffer(n int) []byte {
+	if b, ok := m.bodies.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, max(n, 4096))
+}
+
+// releaseBody keeps the body buffer for the next response; buffers over
+// 1 MiB are left to the garbage collector so that one large answer does not
+// pin its memory. A kept buffer is zeroed first: the sidecar keeps nothing
+// of the data that passed, not even in a pool.
+func (tw *trimWriter) releaseBody() {
+	if tw.body != nil && cap(tw.body) <= 1<<20 {
+		clear(tw.body)
+		b := tw.body[:0]
+		tw.m.bodies.Put(&b)
+	}
+	tw.body = nil
 }
 
 // ReadFrom keeps io.Copy from going around Write to the client's writer.
