@@ -164,6 +164,14 @@ func (m *AuditLog) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	start := time.Now()
 	r, d := sidecar.WithDecision(r)
 	rw := caddyhttp.NewResponseRecorder(w, nil, nil)
+	// Take the request id now. Caddy's replacer creates it lazily in the
+	// request's vars map, and once reverse_proxy ran, its dial goroutines
+	// may still be reading that map: creating it after next returns would
+	// be a concurrent map write (the race detector caught it under load).
+	var requestID string
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		requestID, _ = repl.GetString("http.request.uuid")
+	}
 
 	done := false
 	defer func() {
@@ -179,7 +187,7 @@ func (m *AuditLog) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		if rw.Status() == 0 {
 			perr = caddyhttp.Error(http.StatusInternalServerError, errors.New("handler panicked"))
 		}
-		m.record(r, d, rw, perr, start)
+		m.record(r, d, rw, perr, start, requestID)
 		panic(p)
 	}()
 
@@ -190,15 +198,16 @@ func (m *AuditLog) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		err = next.ServeHTTP(rw, r)
 	}
 	done = true
-	m.record(r, d, rw, err, start)
+	m.record(r, d, rw, err, start, requestID)
 	return err
 }
 
 // record builds, writes and counts the request's record.
-func (m *AuditLog) record(r *http.Request, d *sidecar.Decision, rw caddyhttp.ResponseRecorder, handlerErr error, start time.Time) {
+func (m *AuditLog) record(r *http.Request, d *sidecar.Decision, rw caddyhttp.ResponseRecorder, handlerErr error, start time.Time, requestID string) {
 	rec := recordPool.Get().(*Record)
 	defer putRecord(rec)
 	m.fill(rec, r, d, rw, handlerErr, start)
+	rec.RequestID = requestID
 
 	bp := bufPool.Get().(*[]byte)
 	head := appendHead((*bp)[:0], rec)
@@ -239,10 +248,6 @@ func (m *AuditLog) record(r *http.Request, d *sidecar.Decision, rw caddyhttp.Res
 // fill copies what may be written about the request into rec.
 func (m *AuditLog) fill(rec *Record, r *http.Request, d *sidecar.Decision, rw caddyhttp.ResponseRecorder, handlerErr error, start time.Time) {
 	rec.start = start
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if repl != nil {
-		rec.RequestID, _ = repl.GetString("http.request.uuid")
-	}
 	rec.Status = rw.Status()
 	rec.Reason = d.Reason
 	if handlerErr != nil {
