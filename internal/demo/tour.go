@@ -204,7 +204,7 @@ func readLines(path string) []string {
 func printTry(out *printer, w *world) {
 	iss := w.issuer
 	tok := iss.MustMint(iss.AccessClaims("you", "connector-api", devidp.Claims{"tenant_id": "acme", "scope": "contacts:read", "exp": time.Now().Add(time.Hour).Unix()}))
-	full := iss.MustMint(iss.AccessClaims("you", "connector-api", devidp.Claims{"tenant_id": "acme", "scope": "contacts:read contacts:pii", "exp": time.Now().Add(time.Hour).Unix()}))
+	full := iss.MustMint(iss.AccessClaims("you", "connector-api", devidp.Claims{"tenant_id": "acme", "scope": "contacts:read contacts:pii deals:read deals:pii", "exp": time.Now().Add(time.Hour).Unix()}))
 	out.heading("The sidecar stays up: try it (Ctrl-C to stop)")
 	out.line("TOKEN=%s", tok)
 	out.line("FULL=%s", full)
