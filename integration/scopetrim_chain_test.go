@@ -88,9 +88,12 @@ func TestScopeTrimInTheWholeChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range crmSecrets {
+	for _, secret := range append(slices.Clone(crmSecrets), "+44 20 7946 0958") {
 		if secret == "lead_score" {
 			continue // a key: it is in the audit log as the pattern data.#.lead_score
+		}
+		if shortHex.MatchString(secret) {
+			continue // "0958" occurs by chance in hashes and request ids; the whole phone number is checked
 		}
 		if strings.Contains(string(data), secret) || strings.Contains(s.Output(), secret) {
 			t.Fatalf("withheld value %q is in the audit log or the process output", secret)

@@ -74,12 +74,17 @@ func run(fl caddycmd.Flags) (int, error) {
 	}
 	defer caddy.Stop() //nolint:errcheck
 
+	// Ctrl-C is caught before anything is printed: a user (or a test) may
+	// press it as soon as the tokens appear
+	wait := make(chan os.Signal, 1)
+	if fl.Bool("serve") {
+		signal.Notify(wait, os.Interrupt)
+		defer signal.Stop(wait)
+	}
 	out := newPrinter(os.Stdout)
 	ok := tour(out, env)
 	if fl.Bool("serve") {
 		printTry(out, env)
-		wait := make(chan os.Signal, 1)
-		signal.Notify(wait, os.Interrupt)
 		<-wait
 	}
 	if !ok {
