@@ -35,7 +35,8 @@ type cacheEntry struct {
 	key        cacheKey
 	issuer     *issuer
 	identity   *sidecar.Identity
-	thumbprint string // the key that verified the token
+	published  *placeholders // the identity's placeholders, built once
+	thumbprint string        // the key that verified the token
 	expires    time.Time
 }
 

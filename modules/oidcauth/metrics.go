@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 // metrics are process-wide collectors: key sets outlive a config load, so
@@ -33,6 +35,14 @@ var metrics = struct {
 		Help:      "Verified-token cache lookups, by result (hit, miss).",
 	}, []string{"result"}),
 }
+
+// The counters every request touches, resolved once: a label lookup hashes
+// its values on each call.
+var (
+	cacheHits   = metrics.cache.WithLabelValues("hit")
+	cacheMisses = metrics.cache.WithLabelValues("miss")
+	allowed     = metrics.decisions.WithLabelValues("allow", sidecar.ReasonOK)
+)
 
 // registerMetrics adds the collectors to reg. Several oidc_auth handlers in
 // one config share them, so AlreadyRegisteredError for the same collector is

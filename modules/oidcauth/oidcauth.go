@@ -303,12 +303,13 @@ func (m *OIDCAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	}
 	now := time.Now()
 	var id *sidecar.Identity
+	var published *placeholders
 	ck := tokenCacheKey(raw)
 	if e, ok := m.cache.get(ck, now); ok && e.issuer.keys.hasThumbprint(e.thumbprint) {
-		metrics.cache.WithLabelValues("hit").Inc()
-		id = e.identity
+		cacheHits.Inc()
+		id, published = e.identity, e.published
 	} else {
-		metrics.cache.WithLabelValues("miss").Inc()
+		cacheMisses.Inc()
 		t, err := parseToken(raw)
 		if err != nil {
 			return m.refuse(w, r, http.StatusUnauthorized, err)
@@ -317,7 +318,7 @@ func (m *OIDCAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		if err != nil {
 			return m.refuse(w, r, http.StatusUnauthorized, err)
 		}
-		id, err = m.verify(w, r, iss, t, raw, ck, now)
+		id, published, err = m.verify(w, r, iss, t, raw, ck, now)
 		if err != nil || id == nil {
 			return err
 		}
@@ -331,41 +332,41 @@ func (m *OIDCAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 
 	r = sidecar.WithIdentity(r, id)
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	setPlaceholders(repl, id)
+	published.publish(repl)
 	m.forwardHeaders(r, id)
 	if !m.ForwardToken {
 		r.Header.Del("Authorization")
 	}
-	metrics.decisions.WithLabelValues("allow", sidecar.ReasonOK).Inc()
+	allowed.Inc()
 	return next.ServeHTTP(w, r)
 }
 
 // verify resolves the issuer's keys and checks the signature; it writes the
 // refusal itself and returns a nil identity when it refused.
-func (m *OIDCAuth) verify(w http.ResponseWriter, r *http.Request, iss *issuer, t *preToken, raw string, ck cacheKey, now time.Time) (*sidecar.Identity, error) {
+func (m *OIDCAuth) verify(w http.ResponseWriter, r *http.Request, iss *issuer, t *preToken, raw string, ck cacheKey, now time.Time) (*sidecar.Identity, *placeholders, error) {
 	keys, retryAfter, err := iss.keys.lookup(r.Context(), t.kid, t.alg)
 	if errors.Is(err, errKeysUnavailable) {
 		secs := int(retryAfter.Round(time.Second) / time.Second)
 		w.Header().Set("Retry-After", fmt.Sprint(max(secs, 1)))
 		m.debug("issuer keys unavailable", sidecar.ReasonKeysUnavailable, iss.cfg.Issuer, err)
-		return nil, m.deny(w, r, http.StatusServiceUnavailable, sidecar.ReasonKeysUnavailable, "the issuer's signing keys are not available yet; retry later")
+		return nil, nil, m.deny(w, r, http.StatusServiceUnavailable, sidecar.ReasonKeysUnavailable, "the issuer's signing keys are not available yet; retry later")
 	}
 	if err != nil {
-		return nil, m.refuse(w, r, http.StatusUnauthorized, &parseError{reason: sidecar.ReasonTokenInvalid, msg: err.Error()})
+		return nil, nil, m.refuse(w, r, http.StatusUnauthorized, &parseError{reason: sidecar.ReasonTokenInvalid, msg: err.Error()})
 	}
 	payload, used, err := iss.verify(r.Context(), raw, keys)
 	if err != nil {
-		return nil, m.refuse(w, r, http.StatusUnauthorized, err)
+		return nil, nil, m.refuse(w, r, http.StatusUnauthorized, err)
 	}
 	if !bytes.Equal(payload, t.payload) {
 		// Cannot happen with a compact JWS; if it ever does, trust only
 		// the verified bytes.
 		vt := &preToken{alg: t.alg, kid: t.kid, typ: t.typ}
 		if err := vt.decodeClaims(payload); err != nil {
-			return nil, m.refuse(w, r, http.StatusUnauthorized, err)
+			return nil, nil, m.refuse(w, r, http.StatusUnauthorized, err)
 		}
 		if iss2, err := m.precheck(vt, now); err != nil || iss2 != iss {
-			return nil, m.refuse(w, r, http.StatusUnauthorized, &parseError{reason: sidecar.ReasonTokenInvalid, msg: "verified claims differ"})
+			return nil, nil, m.refuse(w, r, http.StatusUnauthorized, &parseError{reason: sidecar.ReasonTokenInvalid, msg: "verified claims differ"})
 		}
 		t = vt
 	}
@@ -374,8 +375,9 @@ func (m *OIDCAuth) verify(w http.ResponseWriter, r *http.Request, iss *issuer, t
 	if t.exp.Before(expires) {
 		expires = t.exp
 	}
-	m.cache.put(&cacheEntry{key: ck, issuer: iss, identity: id, thumbprint: used.thumbprint, expires: expires})
-	return id, nil
+	published := newPlaceholders(id)
+	m.cache.put(&cacheEntry{key: ck, issuer: iss, identity: id, published: published, thumbprint: used.thumbprint, expires: expires})
+	return id, published, nil
 }
 
 // extractToken returns the bearer token of the one Authorization header

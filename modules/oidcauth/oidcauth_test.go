@@ -164,6 +164,7 @@ func TestServeHTTPAdmitsAndPublishesIdentity(t *testing.T) {
 		"{oidc.client_id}":                "portal",
 		"{oidc.scopes}":                   "contacts:read openid",
 		"{oidc.roles}":                    "admin,viewer",
+		"{oidc.audience}":                 "connector-api",
 		"{oidc.claim.org.id}":             "org-7",
 		"{oidc.claim.azp}":                "portal",
 		"{oidc.claim.big}":                "12345678901234567890",

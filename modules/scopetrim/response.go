@@ -172,28 +172,24 @@ var dropHeaders = []string{
 // ones that describe the untrimmed body, and with caching forbidden. length
 // is the trimmed body's length, or -1 for none.
 func (tw *trimWriter) sendHeaders(length int) {
-	h := tw.snapshot
-	if h == nil {
-		h = tw.header
-	}
-	h = h.Clone()
-	for k := range h {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			delete(h, k)
-		}
-	}
-	for _, k := range dropHeaders {
-		h.Del(k)
-	}
-	h.Set("Cache-Control", "private, no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	if length >= 0 {
-		h.Set("Content-Length", strconv.Itoa(length))
+	src := tw.snapshot
+	if src == nil {
+		src = tw.header
 	}
 	dst := tw.ResponseWriter.Header()
 	clear(dst)
-	for k, v := range h {
-		dst[k] = v
+	for k, v := range src {
+		if !strings.HasPrefix(k, http.TrailerPrefix) {
+			dst[k] = v // the snapshot is ours alone: its slices can be shared
+		}
+	}
+	for _, k := range dropHeaders {
+		dst.Del(k)
+	}
+	dst.Set("Cache-Control", "private, no-store")
+	dst.Set("X-Content-Type-Options", "nosniff")
+	if length >= 0 {
+		dst.Set("Content-Length", strconv.Itoa(length))
 	}
 	tw.sent = true
 }

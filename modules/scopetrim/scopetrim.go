@@ -80,6 +80,7 @@ type ScopeTrim struct {
 	HashKey string `json:"hash_key,omitempty"`
 
 	endpoints []*endpoint
+	published map[*endpoint]caddy.ReplacerFunc // each endpoint's placeholders
 	hashKey   []byte
 	usesHash  bool
 	tenants   *sync.Map // tenant -> derived hash key
@@ -115,8 +116,10 @@ func (m *ScopeTrim) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("scope_trim: %w", err)
 	}
 	m.endpoints = eps
+	m.published = make(map[*endpoint]caddy.ReplacerFunc, len(eps))
 	for _, e := range eps {
 		m.usesHash = m.usesHash || e.usesHash
+		m.published[e] = endpointPlaceholders(e.policy.name(), e.path)
 	}
 	if m.HashKey != "" {
 		m.hashKey = []byte(repl.ReplaceKnown(m.HashKey, ""))
@@ -169,8 +172,7 @@ func (m *ScopeTrim) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		d.Policy, d.Endpoint = ep.policy.name(), ep.path
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set(PlaceholderPolicy, ep.policy.name())
-		repl.Set(PlaceholderEndpoint, ep.path)
+		repl.Map(m.published[ep])
 	}
 	mask := ep.scopeMask(id.Scopes, id.Roles)
 	if ep.root.below&mask == 0 {
@@ -181,6 +183,20 @@ func (m *ScopeTrim) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	defer tw.releaseBody()
 	err, aborted := callNext(tw, prepareUpstreamRequest(r), next)
 	return tw.finish(err, aborted)
+}
+
+// endpointPlaceholders publishes the endpoint's policy and path: built once
+// per endpoint, so that a request costs no map writes for them.
+func endpointPlaceholders(policy, path string) caddy.ReplacerFunc {
+	return func(key string) (any, bool) {
+		switch key {
+		case PlaceholderPolicy:
+			return policy, true
+		case PlaceholderEndpoint:
+			return path, true
+		}
+		return nil, false
+	}
 }
 
 // selectEndpoint returns the first endpoint matching the request, or nil.

@@ -102,7 +102,6 @@ type TenantGuard struct {
 	headerKey        string                 // canonical form of Header
 	isTenantHeader   func(name string) bool // made once: a per-request closure would allocate
 	connectorDynamic bool
-	connectorBoxed   any // Connector as the placeholder value, boxed once
 	registry         *Registry
 	logger           *zap.Logger
 }
@@ -127,7 +126,6 @@ func (m *TenantGuard) Provision(ctx caddy.Context) error {
 	m.headerKey = http.CanonicalHeaderKey(m.Header)
 	m.isTenantHeader = func(name string) bool { return sameHeaderName(name, m.headerKey) }
 	m.connectorDynamic = strings.Contains(m.Connector, placeholderOpen)
-	m.connectorBoxed = m.Connector
 	if m.Tenants != "" {
 		path := caddy.NewReplacer().ReplaceKnown(m.Tenants, "")
 		reg, err := LoadRegistry(path)
@@ -208,14 +206,17 @@ func (m *TenantGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	}
 
 	if repl != nil {
-		var boxed any = tenant // one allocation for both names
-		repl.Set(PlaceholderTenant, boxed)
-		repl.Set(PlaceholderGuardTenant, boxed)
-		if m.connectorDynamic {
-			repl.Set(PlaceholderGuardConnector, connector)
-		} else {
-			repl.Set(PlaceholderGuardConnector, m.connectorBoxed)
-		}
+		// one provider instead of three map writes: each write may grow
+		// the replacer's map, which every later Set then pays for
+		repl.Map(func(key string) (any, bool) {
+			switch key {
+			case PlaceholderTenant, PlaceholderGuardTenant:
+				return tenant, true
+			case PlaceholderGuardConnector:
+				return connector, true
+			}
+			return nil, false
+		})
 	}
 	return next.ServeHTTP(w, r)
 }
