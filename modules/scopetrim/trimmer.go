@@ -185,25 +185,33 @@ func (t *trimmer) members(n *node, inherited transform, depth int, sh *shape) {
 	// appended in one piece when the run ends.
 	runStart, runEnd, extend := 0, 0, false
 	for ; ; k++ {
-		end, ok := t.next(first, base)
-		if !ok {
-			return
+		if !first && t.pos+1 < len(t.src) && t.src[t.pos] == ',' && t.src[t.pos+1] > ' ' {
+			t.pos++ // what next does in compact JSON
+		} else {
+			end, ok := t.next(first, base)
+			if !ok {
+				return
+			}
+			if end {
+				t.out = append(t.out, t.src[runStart:runEnd]...)
+				t.out = append(t.out, '}')
+				return
+			}
+			first = false
 		}
-		if end {
-			t.out = append(t.out, t.src[runStart:runEnd]...)
-			t.out = append(t.out, '}')
-			return
-		}
-		first = false
 		keyStart, keyLen := t.pos, 0
 		var sk *shapeKey
 		var key []byte
 		if predicted && k < len(sh.keys) && sh.keys[k].matches(t.src, t.pos) {
 			sk = &sh.keys[k]
-			keyLen = len(sk.quoted)
-			t.pos += keyLen
-			if !t.colon() {
-				return
+			keyLen = sk.keyLen
+			t.pos += len(sk.written)
+			if len(sk.written) == keyLen {
+				if !t.colon() {
+					return
+				}
+			} else if t.pos < len(t.src) && t.src[t.pos] <= ' ' {
+				t.ws()
 			}
 		} else {
 			if predicted {
@@ -211,22 +219,20 @@ func (t *trimmer) members(n *node, inherited transform, depth int, sh *shape) {
 				// go on the stack, so the rest are checked against them
 				predicted = false
 				for i := range sh.keys[:k] {
-					q := sh.keys[i].quoted
-					t.duplicate(q[1:len(q)-1], base)
+					t.duplicate(sh.keys[i].key(), base)
 				}
 			}
-			var raw []byte
-			key, raw, ok = t.key(base)
+			unescaped, raw, ok := t.key(base)
 			if !ok {
 				return
 			}
-			keyLen = len(raw) + 2
+			key, keyLen = unescaped, len(raw)+2
 			if learning {
 				sh.keys = sh.keys[:k]
 				// a key with escapes is not learned: the shape compares
 				// keys as written
 				if learning = len(raw) == len(key); learning {
-					sk = t.learn(sh, keyStart, n.child(key), inherited)
+					sk = t.learn(sh, keyStart, keyLen, n.child(key), inherited)
 				}
 			}
 		}
@@ -258,7 +264,7 @@ func (t *trimmer) members(n *node, inherited transform, depth int, sh *shape) {
 			}
 			if sk != nil {
 				if sk.withheld < 0 {
-					sk.withheld = t.withheldAt(n, sk.quoted[1:len(sk.quoted)-1], false)
+					sk.withheld = t.withheldAt(n, sk.key(), false)
 				} else {
 					// what withheldAt would find for this key again
 					t.removed++
@@ -329,8 +335,11 @@ type shape struct {
 
 // shapeKey is one key of a shape.
 type shapeKey struct {
-	quoted []byte // with its quotes, no escapes; a copy in shapeArena
-	// the first 16 bytes of quoted as little-endian words, and masks of
+	// written is the key as written (with its quotes, without escapes)
+	// and the colon when that came right after it; a copy in shapeArena
+	written []byte
+	keyLen  int // the quoted key's length
+	// the first 16 bytes of written as little-endian words, and masks of
 	// the bytes they hold
 	w0, w1, m0, m1 uint64
 	child          *node
@@ -365,24 +374,23 @@ func (t *trimmer) shapeFor(n *node, inherited transform) *shape {
 	return sh
 }
 
-// learn appends the key written at start (validated, without escapes) with
-// its child to sh, and returns it.
-func (t *trimmer) learn(sh *shape, start int, child *node, inherited transform) *shapeKey {
-	from := len(t.shapeArena)
-	for i := start; ; i++ {
-		t.shapeArena = append(t.shapeArena, t.src[i])
-		if i > start && t.src[i] == '"' {
-			break
-		}
+// learn appends the key of keyLen bytes written at start (validated,
+// without escapes) with its child to sh, and returns it.
+func (t *trimmer) learn(sh *shape, start, keyLen int, child *node, inherited transform) *shapeKey {
+	end := start + keyLen
+	if t.src[end] == ':' { // key() consumed it, so it is there
+		end++
 	}
-	q := t.shapeArena[from:len(t.shapeArena):len(t.shapeArena)]
-	sk := shapeKey{quoted: q, child: child, withheld: -1}
-	for i := 0; i < len(q) && i < 16; i++ {
+	from := len(t.shapeArena)
+	t.shapeArena = append(t.shapeArena, t.src[start:end]...)
+	w := t.shapeArena[from:len(t.shapeArena):len(t.shapeArena)]
+	sk := shapeKey{written: w, keyLen: keyLen, child: child, withheld: -1}
+	for i := 0; i < len(w) && i < 16; i++ {
 		if i < 8 {
-			sk.w0 |= uint64(q[i]) << (8 * i)
+			sk.w0 |= uint64(w[i]) << (8 * i)
 			sk.m0 |= 0xff << (8 * i)
 		} else {
-			sk.w1 |= uint64(q[i]) << (8 * (i - 8))
+			sk.w1 |= uint64(w[i]) << (8 * (i - 8))
 			sk.m1 |= 0xff << (8 * (i - 8))
 		}
 	}
@@ -396,18 +404,21 @@ func (t *trimmer) learn(sh *shape, start int, child *node, inherited transform) 
 	return &sh.keys[len(sh.keys)-1]
 }
 
-// matches reports whether the key at src[pos] is sk's.
+// key returns the key unescaped (it has no escapes).
+func (sk *shapeKey) key() []byte { return sk.written[1 : sk.keyLen-1] }
+
+// matches reports whether src[pos:] starts with sk.written.
 func (sk *shapeKey) matches(src []byte, pos int) bool {
-	end := pos + len(sk.quoted)
+	end := pos + len(sk.written)
 	if pos+16 <= len(src) {
 		a := binary.LittleEndian.Uint64(src[pos:])
 		b := binary.LittleEndian.Uint64(src[pos+8:])
 		if (a^sk.w0)&sk.m0|(b^sk.w1)&sk.m1 != 0 {
 			return false
 		}
-		return end <= pos+16 || end <= len(src) && bytes.Equal(src[pos+16:end], sk.quoted[16:])
+		return end <= pos+16 || end <= len(src) && bytes.Equal(src[pos+16:end], sk.written[16:])
 	}
-	return end <= len(src) && bytes.Equal(src[pos:end], sk.quoted)
+	return end <= len(src) && bytes.Equal(src[pos:end], sk.written)
 }
 
 func (t *trimmer) array(n *node, inherited transform, depth int) {
