@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 // refGrant is one policy grant as the slow reference sees it: a parsed path,
@@ -339,4 +341,140 @@ func FuzzTrim(f *testing.F) {
 		}
 		checkTrimProperties(t, eps[i], grants[i], mask, doc, out, h)
 	})
+}
+
+// randomRecord writes an object whose keys follow base with random
+// departures (keys left out, swapped, added or written with escapes), as
+// the records of an array mostly repeat one another's keys. With dup, a key
+// of the record is repeated (possibly escaped) and its offset in b
+// returned; -1 otherwise.
+func randomRecord(r *rand.Rand, b *strings.Builder, base []string, dup bool) int {
+	keys := append([]string(nil), base...)
+	switch r.Intn(4) {
+	case 0:
+		i := r.Intn(len(keys))
+		keys = append(keys[:i], keys[i+1:]...)
+	case 1:
+		i, j := r.Intn(len(keys)), r.Intn(len(keys))
+		keys[i], keys[j] = keys[j], keys[i]
+	case 2:
+		keys = append(keys, "x"+strconv.Itoa(r.Intn(3)))
+	}
+	dupAt, dupOffset := -1, -1
+	if dup && len(keys) > 0 {
+		dupAt = 1 + r.Intn(len(keys))
+		keys = append(keys[:dupAt], append([]string{keys[r.Intn(dupAt)]}, keys[dupAt:]...)...)
+	}
+	b.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString("," + ws(r))
+		}
+		if i == dupAt {
+			dupOffset = b.Len()
+		}
+		if r.Intn(8) == 0 {
+			fmt.Fprintf(b, `"\u%04x%s"`, k[0], k[1:])
+		} else {
+			b.WriteString(strconv.Quote(k))
+		}
+		b.WriteString(ws(r) + ":" + ws(r))
+		if r.Intn(5) == 0 {
+			randomRecord(r, b, base[:1+r.Intn(len(base))], false)
+		} else {
+			randomDoc(r, b, 5)
+		}
+	}
+	b.WriteByte('}')
+	return dupOffset
+}
+
+// TestRecordArraysTrimLikeSingleRecords checks the key prediction for the
+// records of an array (see shape): an array of records trims to what its
+// records trim to one by one, with the same withheld counts, agrees with the
+// reference, and a repeated key in any record is refused at its offset.
+func TestRecordArraysTrimLikeSingleRecords(t *testing.T) {
+	r := rand.New(rand.NewSource(20261129))
+	h := newHasher([]byte("records-key"))
+	bases := [][]string{{"a", "b", "c", "d"}, {"e.f", "a", "#", "c", "e", "b"}, {"a"}, manyKeyNames(20)}
+	for i := 0; i < 2000; i++ {
+		ep, grants := fuzzEndpoint(t, i)
+		mask := uint64(r.Intn(8))
+		base := bases[r.Intn(len(bases))]
+		n := 1 + r.Intn(6)
+		dupIn := -1
+		if r.Intn(3) == 0 {
+			dupIn = r.Intn(n)
+		}
+		var b strings.Builder
+		var records []string
+		dupOffset := -1
+		b.WriteByte('[')
+		for j := 0; j < n; j++ {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			var rb strings.Builder
+			off := randomRecord(r, &rb, base, j == dupIn)
+			if off >= 0 {
+				dupOffset = b.Len() + off
+			}
+			b.WriteString(rb.String())
+			records = append(records, rb.String())
+		}
+		b.WriteByte(']')
+		if dupOffset < 0 {
+			dupIn = -1 // the record had no key to repeat
+		}
+		doc := b.String()
+		tr := &trimmer{scanner: scanner{maxDepth: DefaultMaxDepth}, mask: mask, hash: h}
+		out, err := tr.trim(nil, []byte(doc), ep.root)
+		if dupIn >= 0 {
+			var se *scanError
+			if !errors.As(err, &se) || se.Reason != sidecar.ReasonUpstreamDuplicate || se.Offset != dupOffset {
+				t.Fatalf("doc %s: got %v, want a duplicate key at byte %d", doc, err, dupOffset)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("doc %s: %v", doc, err)
+		}
+		checkTrimProperties(t, ep, grants, mask, []byte(doc), out, h)
+		patterns, counts := tr.withheldPatterns()
+		if string(out) == "null" {
+			continue // the whole array is withheld
+		}
+		var parts []string
+		sum := map[string]int{}
+		for _, rec := range records {
+			one := &trimmer{scanner: scanner{maxDepth: DefaultMaxDepth}, mask: mask, hash: h}
+			o, err := one.trim(nil, []byte("["+rec+"]"), ep.root)
+			if err != nil {
+				t.Fatalf("record %s: %v", rec, err)
+			}
+			parts = append(parts, string(o[1:len(o)-1]))
+			ps, cs := one.withheldPatterns()
+			for k, p := range ps {
+				sum[p] += cs[k]
+			}
+		}
+		if want := "[" + strings.Join(parts, ",") + "]"; string(out) != want {
+			t.Fatalf("doc %s:\n got %s\nwant %s", doc, out, want)
+		}
+		got := map[string]int{}
+		for k, p := range patterns {
+			got[p] = counts[k]
+		}
+		if !reflect.DeepEqual(got, sum) {
+			t.Fatalf("doc %s: withheld %v, want %v", doc, got, sum)
+		}
+	}
+}
+
+func manyKeyNames(n int) []string {
+	var keys []string
+	for i := 0; i < n; i++ {
+		keys = append(keys, "k"+strconv.Itoa(i))
+	}
+	return append(keys, "a", "b")
 }

@@ -94,36 +94,27 @@ func (s *scanner) str() (content []byte, escaped bool, ok bool) {
 	src := s.src
 	i := s.pos + 1
 	start := i
-	// short strings (most keys and values) end within a few bytes: a plain
-	// loop finds their end before the word-at-a-time loop pays off
-	if i+8 <= len(src) {
-		x := binary.LittleEndian.Uint64(src[i:])
-		hit := ((x - 0x2020202020202020) | ((x ^ 0x2222222222222222) - 0x0101010101010101) |
-			((x ^ 0x5c5c5c5c5c5c5c5c) - 0x0101010101010101) | x) & 0x8080808080808080
-		if hit != 0 {
-			if j := i + bits.TrailingZeros64(hit)>>3; src[j] == '"' {
-				s.pos = j + 1
-				return src[start:j], false, true
-			}
-		}
-	}
 	for {
 		// eight bytes at a time while none is a quote, a backslash, a
-		// control character or non-ASCII (false positives only stop early)
-		for i+8 <= len(src) {
+		// control character or non-ASCII. Bytes above the lowest hit may be
+		// false hits, but the lowest is exact (a borrow only starts at a
+		// byte that is itself a hit), so src[i] is the next byte to act on
+		// and needs no second look.
+		for {
+			if i+8 > len(src) {
+				for i < len(src) && !strFlags[src[i]] {
+					i++
+				}
+				break
+			}
 			x := binary.LittleEndian.Uint64(src[i:])
 			hit := ((x - 0x2020202020202020) | ((x ^ 0x2222222222222222) - 0x0101010101010101) |
 				((x ^ 0x5c5c5c5c5c5c5c5c) - 0x0101010101010101) | x) & 0x8080808080808080
 			if hit != 0 {
-				// the lowest hit is exact: a borrow only starts at a byte
-				// that is itself a hit
 				i += bits.TrailingZeros64(hit) >> 3
 				break
 			}
 			i += 8
-		}
-		for i < len(src) && !strFlags[src[i]] {
-			i++
 		}
 		if i >= len(src) {
 			s.pos = i
@@ -406,33 +397,47 @@ func (s *scanner) afterElement() bool {
 // true. On the first call s.pos is at "{". Keys are checked against the
 // object's earlier keys (stored from base on) after unescaping.
 func (s *scanner) member(first bool, base int) (key, raw []byte, ok bool) {
+	if end, ok := s.next(first, base); end || !ok {
+		return nil, nil, ok
+	}
+	return s.key(base)
+}
+
+// next consumes what comes before an object member: the "{" (first) or
+// the "," and the whitespace around them. At the end of the object it
+// consumes "}" and reports end.
+func (s *scanner) next(first bool, base int) (end, ok bool) {
 	if first {
 		s.pos++
 		s.ws()
 		if s.pos < len(s.src) && s.src[s.pos] == '}' {
 			s.pos++
-			return nil, nil, true
+			return true, true
 		}
 		s.blooms = append(s.blooms, 0)
-	} else {
-		s.ws()
-		if s.pos >= len(s.src) {
-			s.fail(sidecar.ReasonUpstreamInvalidJSON, "unterminated object")
-			return nil, nil, false
-		}
-		switch s.src[s.pos] {
-		case '}':
-			s.pos++
-			s.endObject(base)
-			return nil, nil, true
-		case ',':
-			s.pos++
-			s.ws()
-		default:
-			s.fail(sidecar.ReasonUpstreamInvalidJSON, "expected ',' or '}' in object")
-			return nil, nil, false
-		}
+		return false, true
 	}
+	s.ws()
+	if s.pos >= len(s.src) {
+		s.fail(sidecar.ReasonUpstreamInvalidJSON, "unterminated object")
+		return false, false
+	}
+	switch s.src[s.pos] {
+	case '}':
+		s.pos++
+		s.endObject(base)
+		return true, true
+	case ',':
+		s.pos++
+		s.ws()
+		return false, true
+	}
+	s.fail(sidecar.ReasonUpstreamInvalidJSON, "expected ',' or '}' in object")
+	return false, false
+}
+
+// key reads the key at s.pos and its colon, and returns it as member does.
+func (s *scanner) key(base int) (key, raw []byte, ok bool) {
 	if s.pos >= len(s.src) || s.src[s.pos] != '"' {
 		s.fail(sidecar.ReasonUpstreamInvalidJSON, "expected a string key")
 		return nil, nil, false
@@ -453,18 +458,23 @@ func (s *scanner) member(first bool, base int) (key, raw []byte, ok bool) {
 		s.fail(sidecar.ReasonUpstreamDuplicate, "duplicate key in object")
 		return nil, nil, false
 	}
+	return key, raw, s.colon()
+}
+
+// colon consumes the colon after a key and the whitespace around it.
+func (s *scanner) colon() bool {
 	if s.pos >= len(s.src) || s.src[s.pos] != ':' {
 		s.ws()
 		if s.pos >= len(s.src) || s.src[s.pos] != ':' {
 			s.fail(sidecar.ReasonUpstreamInvalidJSON, "expected ':' after key")
-			return nil, nil, false
+			return false
 		}
 	}
 	s.pos++
 	if s.pos < len(s.src) && s.src[s.pos] <= ' ' {
 		s.ws()
 	}
-	return key, raw, true
+	return true
 }
 
 // duplicate records key for the object whose keys start at base and reports

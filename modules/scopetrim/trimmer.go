@@ -2,6 +2,7 @@ package scopetrim
 
 import (
 	"bytes"
+	"encoding/binary"
 	"sort"
 
 	"github.com/alysio/privacy-sidecar/modules/sidecar"
@@ -25,6 +26,12 @@ type trimmer struct {
 	patterns []string
 	counts   []int
 	removed  int
+
+	// shapes remember the keys of the last object seen at a node; see
+	// shape. They are only valid during one trim: nShapes is reset by it.
+	shapes     [maxShapes]shape
+	nShapes    int
+	shapeArena []byte
 }
 
 // decision is what happens to one value.
@@ -42,6 +49,7 @@ const (
 func (t *trimmer) trim(dst, src []byte, root *node) ([]byte, error) {
 	t.reset(src)
 	t.out = dst
+	t.nShapes, t.shapeArena = 0, t.shapeArena[:0]
 	t.ws()
 	if t.pos >= len(src) {
 		t.fail(sidecar.ReasonUpstreamInvalidJSON, "empty body")
@@ -155,44 +163,119 @@ func (t *trimmer) object(n *node, inherited transform, depth int) {
 	if !t.enter(depth) {
 		return
 	}
+	sh := t.shapeFor(n, inherited)
+	t.members(n, inherited, depth, sh)
+	if sh != nil {
+		sh.busy = false
+	}
+}
+
+// members writes the members of the object at t.pos. With a shape, keys
+// are first predicted from it; see shape.
+func (t *trimmer) members(n *node, inherited transform, depth int, sh *shape) {
 	t.out = append(t.out, '{')
 	base := len(t.keys)
 	first, wrote := true, false
+	// predicted: the keys so far are sh.keys[:k], byte for byte, and are
+	// not yet on the scanner's key stack. learning: the keys so far are
+	// sh.keys[:k] or have been recorded there.
+	predicted, learning, k := sh != nil, sh != nil, 0
 	// Members copied whole are not appended one by one: consecutive ones
 	// form a run of the source (keys, values and the commas between them)
 	// appended in one piece when the run ends.
 	runStart, runEnd, extend := 0, 0, false
-	for {
-		key, raw, ok := t.member(first, base)
-		if !ok {
-			return
+	for ; ; k++ {
+		if !first && t.pos+1 < len(t.src) && t.src[t.pos] == ',' && t.src[t.pos+1] > ' ' {
+			t.pos++ // what next does in compact JSON
+		} else {
+			end, ok := t.next(first, base)
+			if !ok {
+				return
+			}
+			if end {
+				t.out = append(t.out, t.src[runStart:runEnd]...)
+				t.out = append(t.out, '}')
+				return
+			}
+			first = false
 		}
-		if key == nil {
-			t.out = append(t.out, t.src[runStart:runEnd]...)
-			t.out = append(t.out, '}')
-			return
+		keyStart, keyLen := t.pos, 0
+		var sk *shapeKey
+		var key []byte
+		if predicted && k < len(sh.keys) && sh.keys[k].matches(t.src, t.pos) {
+			sk = &sh.keys[k]
+			keyLen = sk.keyLen
+			t.pos += len(sk.written)
+			if len(sk.written) == keyLen {
+				if !t.colon() {
+					return
+				}
+			} else if t.pos < len(t.src) && t.src[t.pos] <= ' ' {
+				t.ws()
+			}
+		} else {
+			if predicted {
+				// the object leaves the shape here: the keys before this one
+				// go on the stack, so the rest are checked against them
+				predicted = false
+				for i := range sh.keys[:k] {
+					t.duplicate(sh.keys[i].key(), base)
+				}
+			}
+			unescaped, raw, ok := t.key(base)
+			if !ok {
+				return
+			}
+			key, keyLen = unescaped, len(raw)+2
+			if learning {
+				sh.keys = sh.keys[:k]
+				// a key with escapes is not learned: the shape compares
+				// keys as written
+				if learning = len(raw) == len(key); learning {
+					sk = t.learn(sh, keyStart, keyLen, n.child(key), inherited)
+				}
+			}
 		}
-		first = false
 		if t.pos >= len(t.src) {
 			t.fail(sidecar.ReasonUpstreamInvalidJSON, "unexpected end of input")
 			return
 		}
-		child := n.child(key)
-		d, tf := dWithhold, tfNone
-		if child != nil || inherited != tfNone {
-			d, tf = t.decide(child, inherited, t.src[t.pos])
+		var child *node
+		var d decision
+		var tf transform
+		c := t.src[t.pos]
+		if sk != nil {
+			child = sk.child
+			if c == '{' || c == '[' {
+				d, tf = sk.dNested, sk.tfNested
+			} else {
+				d, tf = sk.dScalar, sk.tfScalar
+			}
+		} else {
+			child = n.child(key)
+			d, tf = dWithhold, tfNone
+			if child != nil || inherited != tfNone {
+				d, tf = t.decide(child, inherited, c)
+			}
 		}
 		if d == dWithhold {
 			if !t.skip(depth + 1) {
 				return
 			}
-			t.keyWithheld(n, key)
+			if sk != nil {
+				if sk.withheld < 0 {
+					sk.withheld = t.withheldAt(n, sk.key(), false)
+				} else {
+					// what withheldAt would find for this key again
+					t.removed++
+					t.withheld[sk.withheld].count++
+				}
+			} else {
+				t.keyWithheld(n, key)
+			}
 			extend = false
 			continue
 		}
-		// the key as written, with its quotes: raw lies in src, so its
-		// quotes are the bytes on either side of it
-		keyStart := cap(t.src) - cap(raw) - 1
 		if d == dCopy {
 			var ok bool
 			if t.src[t.pos] == '"' {
@@ -221,13 +304,121 @@ func (t *trimmer) object(n *node, inherited transform, depth int) {
 			t.out = append(t.out, ',')
 		}
 		wrote = true
-		t.out = append(t.out, t.src[keyStart:keyStart+len(raw)+2]...)
+		t.out = append(t.out, t.src[keyStart:keyStart+keyLen]...)
 		t.out = append(t.out, ':')
 		t.emit(child, d, tf, depth+1)
 		if t.err != nil {
 			return
 		}
 	}
+}
+
+// shape is what the trimmer remembers of the last object it descended into
+// at one node (and inherited transform): its keys in order, as written, and
+// what the policy does with each. The objects of an array usually repeat
+// their keys in one order, so a key that matches the shape's next one byte
+// for byte is neither scanned, nor looked up in the policy, nor checked for
+// duplicates: bytes equal to a key that was validated, unescaped and found
+// distinct from the keys before it are that same key, and the keys before
+// it are (byte for byte) the keys it was found distinct from. The first key
+// that does not match puts the object's earlier keys on the scanner's key
+// stack and everything from there on is handled in full.
+type shape struct {
+	n         *node
+	inherited transform
+	// busy is set while an object uses the shape: an object nested in it
+	// at the same node (only possible below a nil node) must not change
+	// the keys under it.
+	busy bool
+	keys []shapeKey
+}
+
+// shapeKey is one key of a shape.
+type shapeKey struct {
+	// written is the key as written (with its quotes, without escapes)
+	// and the colon when that came right after it; a copy in shapeArena
+	written []byte
+	keyLen  int // the quoted key's length
+	// the first 16 bytes of written as little-endian words, and masks of
+	// the bytes they hold
+	w0, w1, m0, m1 uint64
+	child          *node
+	// the decision for a scalar value and for an object or array
+	dScalar, dNested   decision
+	tfScalar, tfNested transform
+	// withheld is the entry withheldAt counts this key under, or -1
+	withheld int
+}
+
+// maxShapes bounds the nodes a trim remembers shapes for: a policy's
+// records rarely descend more than a few levels.
+const maxShapes = 8
+
+// shapeFor returns the free shape for objects at n, or nil.
+func (t *trimmer) shapeFor(n *node, inherited transform) *shape {
+	for i := range t.shapes[:t.nShapes] {
+		if sh := &t.shapes[i]; sh.n == n && sh.inherited == inherited {
+			if sh.busy {
+				return nil
+			}
+			sh.busy = true
+			return sh
+		}
+	}
+	if t.nShapes == maxShapes {
+		return nil
+	}
+	sh := &t.shapes[t.nShapes]
+	t.nShapes++
+	sh.n, sh.inherited, sh.busy, sh.keys = n, inherited, true, sh.keys[:0]
+	return sh
+}
+
+// learn appends the key of keyLen bytes written at start (validated,
+// without escapes) with its child to sh, and returns it.
+func (t *trimmer) learn(sh *shape, start, keyLen int, child *node, inherited transform) *shapeKey {
+	end := start + keyLen
+	if t.src[end] == ':' { // key() consumed it, so it is there
+		end++
+	}
+	from := len(t.shapeArena)
+	t.shapeArena = append(t.shapeArena, t.src[start:end]...)
+	w := t.shapeArena[from:len(t.shapeArena):len(t.shapeArena)]
+	sk := shapeKey{written: w, keyLen: keyLen, child: child, withheld: -1}
+	for i := 0; i < len(w) && i < 16; i++ {
+		if i < 8 {
+			sk.w0 |= uint64(w[i]) << (8 * i)
+			sk.m0 |= 0xff << (8 * i)
+		} else {
+			sk.w1 |= uint64(w[i]) << (8 * (i - 8))
+			sk.m1 |= 0xff << (8 * (i - 8))
+		}
+	}
+	sk.dScalar, sk.tfScalar = dWithhold, tfNone
+	sk.dNested, sk.tfNested = dWithhold, tfNone
+	if child != nil || inherited != tfNone {
+		sk.dScalar, sk.tfScalar = t.decide(child, inherited, '"')
+		sk.dNested, sk.tfNested = t.decide(child, inherited, '{')
+	}
+	sh.keys = append(sh.keys, sk)
+	return &sh.keys[len(sh.keys)-1]
+}
+
+// key returns the key unescaped (it has no escapes).
+func (sk *shapeKey) key() []byte { return sk.written[1 : sk.keyLen-1] }
+
+// matches reports whether src[pos:] starts with sk.written.
+func (sk *shapeKey) matches(src []byte, pos int) bool {
+	end := pos + len(sk.written)
+	if pos+16 <= len(src) {
+		a := binary.LittleEndian.Uint64(src[pos:])
+		b := binary.LittleEndian.Uint64(src[pos+8:])
+		if (a^sk.w0)&sk.m0|(b^sk.w1)&sk.m1 != 0 {
+			return false
+		}
+		return end <= pos+16 || end <= len(src) && bytes.Equal(src[pos+16:end], sk.written[16:])
+	}
+	return end <= len(src) && bytes.Equal(src[pos:end], sk.written)
 }
 
 func (t *trimmer) array(n *node, inherited transform, depth int) {
@@ -292,19 +483,20 @@ type withheldEntry struct {
 // patterns past it are still counted, under their parent's "*".
 const maxWithheldEntries = 256
 
-// withheldAt counts one withheld value. The table of (parent, key) entries
+// withheldAt counts one withheld value and returns the entry it counted it
+// under. The table of (parent, key) entries
 // and their pattern strings persists across the documents a pooled trimmer
 // trims, so counting allocates nothing once the patterns have been seen.
-func (t *trimmer) withheldAt(parent *node, key []byte, elem bool) {
+func (t *trimmer) withheldAt(parent *node, key []byte, elem bool) int {
 	t.removed++
 	// the table holds only safe keys, so a hit needs no patternSafe check
-	if t.countWithheld(parent, key, elem) {
-		return
+	if i := t.countWithheld(parent, key, elem); i >= 0 {
+		return i
 	}
 	if !elem && !patternSafe(key) {
 		key = starKey
-		if t.countWithheld(parent, key, elem) {
-			return
+		if i := t.countWithheld(parent, key, elem); i >= 0 {
+			return i
 		}
 	}
 	if len(t.withheld) >= maxWithheldEntries {
@@ -312,7 +504,7 @@ func (t *trimmer) withheldAt(parent *node, key []byte, elem bool) {
 		for i := range t.withheld {
 			if e := &t.withheld[i]; e.parent == parent && !e.elem && e.key == "*" {
 				e.count++
-				return
+				return i
 			}
 		}
 	}
@@ -326,14 +518,16 @@ func (t *trimmer) withheldAt(parent *node, key []byte, elem bool) {
 		e.pattern = joinPattern(parent.pattern, escapeKey(e.key))
 	}
 	t.withheld = append(t.withheld, e)
+	return len(t.withheld) - 1
 }
 
 var starKey = []byte("*")
 
-// countWithheld adds one to an existing entry, if there is one.
+// countWithheld adds one to an existing entry, if there is one, and returns
+// its index (or -1).
 // The search starts after the previous hit: the objects of an array repeat
 // their keys in the same order, so that is usually the entry wanted.
-func (t *trimmer) countWithheld(parent *node, key []byte, elem bool) bool {
+func (t *trimmer) countWithheld(parent *node, key []byte, elem bool) int {
 	n := len(t.withheld)
 	for k, i := 0, t.hint; k < n; k, i = k+1, i+1 {
 		if i >= n {
@@ -343,10 +537,10 @@ func (t *trimmer) countWithheld(parent *node, key []byte, elem bool) bool {
 		if e.parent == parent && e.elem == elem && len(e.key) == len(key) && e.key == string(key) {
 			e.count++
 			t.hint = i + 1
-			return true
+			return i
 		}
 	}
-	return false
+	return -1
 }
 
 func (t *trimmer) keyWithheld(parent *node, key []byte) { t.withheldAt(parent, key, false) }
