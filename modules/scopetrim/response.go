@@ -108,6 +108,7 @@ func (tw *trimWriter) tenant() string {
 }
 
 func (m *ScopeTrim) release(t *trimmer) {
+	t.forget()
 	if cap(t.out) > maxPooledOutput {
 		t.out = nil
 	}

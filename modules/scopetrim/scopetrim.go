@@ -216,7 +216,7 @@ func (m *ScopeTrim) selectEndpoint(r *http.Request) *endpoint {
 }
 
 func hasDotSegment(p string) bool {
-	for _, seg := range strings.Split(p, "/") {
+	for seg := range strings.SplitSeq(p, "/") {
 		if seg == "." || seg == ".." {
 			return true
 		}

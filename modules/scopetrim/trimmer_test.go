@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -313,6 +314,59 @@ func TestStringScanAtEveryOffset(t *testing.T) {
 			if ok != want {
 				t.Errorf("%q: scanner %v, want %v (%v)", doc, ok, want, sc.err)
 			}
+		}
+	}
+}
+
+// TestForgetKeepsNothingOfTheDocument: a trimmer goes back to the pool after
+// each response, so forget must leave none of the document in it: not the
+// output, not transformed values, not keys copied out of the body (escaped
+// keys, remembered record shapes, the key sets of large objects).
+func TestForgetKeepsNothingOfTheDocument(t *testing.T) {
+	ep := mustCompile(t, issuePolicy)[0]
+	var big strings.Builder
+	for i := range 2 * bigObject {
+		fmt.Fprintf(&big, `,"bigkey-secret-%d":%d`, i, i)
+	}
+	doc := `{"data":[{"id":1,"name":"Ada Secret","email":"ada-secret@example.com","notes":"secret notes"},` +
+		`{"id":2,"name":"Bob Secret","email":"bob-secret@example.com","\u0078-escaped-secret":1,"custom":{"a":1` + big.String() + `}}],` +
+		`"next_cursor":"cursor-secret"}`
+	for _, scopes := range [][]string{{"contacts:analytics"}, {"contacts:pii"}, nil} {
+		tr := &trimmer{scanner: scanner{maxDepth: DefaultMaxDepth}}
+		tr.mask = ep.scopeMask(scopes, []string{"privacy_officer"})
+		tr.hash = newHasher(tenantKey([]byte("0123456789abcdef0123456789abcdef"), "acme"))
+		out, err := tr.trim(nil, []byte(doc), ep.root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.out = out
+		if !strings.Contains(string(out), "secret") {
+			t.Fatalf("the test document kept no secret, so the test proves nothing: %s", out)
+		}
+		tr.forget()
+		held := map[string][]byte{
+			"out":        tr.out[:cap(tr.out)],
+			"scratch":    tr.scratch[:cap(tr.scratch)],
+			"arena":      tr.arena[:cap(tr.arena)],
+			"shapeArena": tr.shapeArena[:cap(tr.shapeArena)],
+		}
+		for name, b := range held {
+			if bytes.Contains(b, []byte("secret")) {
+				t.Errorf("scopes %v: after forget, %s still holds part of the document", scopes, name)
+			}
+		}
+		for _, k := range tr.keys[:cap(tr.keys)] {
+			if k != nil {
+				t.Fatalf("scopes %v: after forget, the key stack still points into the document", scopes)
+			}
+		}
+		for _, set := range tr.sets[:cap(tr.sets)] {
+			if len(set) != 0 {
+				t.Fatalf("scopes %v: after forget, a key set still holds %d keys", scopes, len(set))
+			}
+		}
+		if tr.src != nil {
+			t.Fatalf("scopes %v: after forget, the trimmer still points at the body", scopes)
 		}
 	}
 }
