@@ -44,7 +44,7 @@ func newNDJSONStream(tw *trimWriter, encoding string) *ndjsonStream {
 	t := tw.m.pool.Get().(*trimmer)
 	t.mask = tw.mask
 	t.hash = nil
-	if tw.ep.usesHash {
+	if t.mask&tw.ep.hashScopes != 0 {
 		t.hash = tw.m.hasherFor(tw.tenant())
 	}
 	s := &ndjsonStream{tw: tw, t: t}

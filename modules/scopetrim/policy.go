@@ -78,6 +78,10 @@ type endpoint struct {
 	errRoot  *node
 	bits     map[string]uint64
 	usesHash bool
+	// hashScopes and errHashScopes are the scopes some grant of root
+	// (errRoot) hashes for: a caller without any gets no hasher, whose
+	// HMAC key schedule would cost every request.
+	hashScopes, errHashScopes uint64
 }
 
 // matches reports whether the request method and path select the endpoint.
@@ -351,7 +355,8 @@ func compileEndpoint(pol *policy, ef endpointFile) (*endpoint, error) {
 		}
 		e.errRoot.finish()
 	}
-	e.usesHash = e.root.usesHash() || e.errRoot.usesHash()
+	e.hashScopes, e.errHashScopes = e.root.hashScopes(), e.errRoot.hashScopes()
+	e.usesHash = e.hashScopes|e.errHashScopes != 0
 	return e, nil
 }
 

@@ -66,12 +66,13 @@ func (tw *trimWriter) finish(err error, aborted bool) error {
 	}
 	t := tw.m.pool.Get().(*trimmer)
 	defer tw.m.release(t)
+	hashScopes := tw.ep.hashScopes
 	t.mask = tw.mask
 	if !success {
-		t.mask = 1 // error_fields are compiled under one pseudo-scope
+		t.mask, hashScopes = 1, tw.ep.errHashScopes // error_fields are compiled under one pseudo-scope
 	}
 	t.hash = nil
-	if tw.ep.usesHash {
+	if t.mask&hashScopes != 0 {
 		t.hash = tw.m.hasherFor(tw.tenant())
 	}
 	out, terr := t.trim(t.out[:0], body, root)

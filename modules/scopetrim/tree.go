@@ -306,18 +306,14 @@ func mergeInto(dst, src *node) {
 	}
 }
 
-// usesHash reports whether any grant in the subtree hashes.
-func (n *node) usesHash() bool {
+// hashScopes returns the scopes for which some grant in the subtree hashes.
+func (n *node) hashScopes() uint64 {
 	if n == nil {
-		return false
+		return 0
 	}
-	if n.grant[tfHash] != 0 {
-		return true
-	}
+	s := n.grant[tfHash]
 	for _, c := range n.keys {
-		if c.usesHash() {
-			return true
-		}
+		s |= c.hashScopes()
 	}
-	return n.star.usesHash() || n.elem.usesHash()
+	return s | n.star.hashScopes() | n.elem.hashScopes()
 }
