@@ -30,6 +30,7 @@ type bench struct {
 	iss      *devidp.Issuer
 	client   *http.Client
 	sidecars map[string]*sidecar
+	exports  map[string]*sidecar // the chain configured for the NDJSON export, by configuration
 	tokens   map[string]func() string // per configuration
 	fresh    *rotation
 	profile  *profileSummary // taken during the NDJSON export
@@ -37,7 +38,7 @@ type bench struct {
 }
 
 func run(ctx context.Context, o *options) error {
-	b := &bench{o: o, sidecars: map[string]*sidecar{}, tokens: map[string]func() string{}, client: newClient(o.concurrency)}
+	b := &bench{o: o, sidecars: map[string]*sidecar{}, exports: map[string]*sidecar{}, tokens: map[string]func() string{}, client: newClient(o.concurrency)}
 	b.log = func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, args...)...)
 	}
@@ -125,7 +126,7 @@ func (b *bench) setUp() error {
 			b.tokens[name] = func() string { return cached }
 		}
 	}
-	for _, name := range need {
+	start := func(name string, export bool) (*sidecar, error) {
 		file := "caddyfiles/bench/chain.Caddyfile"
 		if name == "plain" {
 			file = "caddyfiles/bench/plain.Caddyfile"
@@ -144,16 +145,37 @@ func (b *bench) setUp() error {
 		if name == "chain-fresh" {
 			env["BENCH_CACHE_SIZE"] = strconv.Itoa(freshCacheSize)
 		}
+		label := name
+		if export {
+			env["BENCH_POLICY"] = "policies/crm-export.json"
+			env["AUDIT_FILE"] = filepath.Join(b.tmp, name+"-export-audit.jsonl")
+			label = name + " (export)"
+		}
 		bin := b.bin
 		if name == altConfig {
 			bin = b.o.altBin
 		}
-		b.log("starting %s (%s)", name, file)
-		s, err := startSidecar(name, bin, b.root, file, env)
+		b.log("starting %s (%s)", label, file)
+		return startSidecar(label, bin, b.root, file, env)
+	}
+	for _, name := range need {
+		s, err := start(name, false)
 		if err != nil {
 			return err
 		}
 		b.sidecars[name] = s
+	}
+	if b.o.mode == "ndjson" || b.o.mode == "all" {
+		for _, name := range []string{"chain-cached", altConfig} {
+			if b.sidecars[name] == nil {
+				continue
+			}
+			s, err := start(name, true)
+			if err != nil {
+				return err
+			}
+			b.exports[name] = s
+		}
 	}
 	return b.checkAnswers(docs)
 }
@@ -199,6 +221,9 @@ func (b *bench) target(name, size string) target {
 
 func (b *bench) close() {
 	for _, s := range b.sidecars {
+		s.Stop()
+	}
+	for _, s := range b.exports {
 		s.Stop()
 	}
 	if b.up != nil {
