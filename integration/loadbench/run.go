@@ -30,7 +30,7 @@ type bench struct {
 	iss      *devidp.Issuer
 	client   *http.Client
 	sidecars map[string]*sidecar
-	exports  map[string]*sidecar // the chain configured for the NDJSON export, by configuration
+	exports  map[string]*sidecar      // the chain configured for the NDJSON export, by configuration
 	tokens   map[string]func() string // per configuration
 	fresh    *rotation
 	profile  *profileSummary // taken during the NDJSON export
