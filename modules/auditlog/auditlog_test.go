@@ -366,15 +366,20 @@ func TestShortWriteIsAFailure(t *testing.T) {
 type tornWriter struct {
 	switchWriter
 	tearNext bool
+	keep     func(n int) int // how much of the torn write lands; default half
 }
 
 func (w *tornWriter) Write(p []byte) (int, error) {
 	if w.tearNext {
 		w.tearNext = false
+		n := len(p) / 2
+		if w.keep != nil {
+			n = w.keep(len(p))
+		}
 		w.mu.Lock()
-		w.buf.Write(p[:len(p)/2])
+		w.buf.Write(p[:n])
 		w.mu.Unlock()
-		return len(p) / 2, errors.New("no space left on device")
+		return n, errors.New("no space left on device")
 	}
 	return w.switchWriter.Write(p)
 }
@@ -412,5 +417,39 @@ func TestTornWriteDamagesOnlyItsOwnLine(t *testing.T) {
 	var bad *BadRecord
 	if _, err := Verify([]string{path}, VerifyOptions{}); !errors.As(err, &bad) || bad.Line != 2 {
 		t.Fatalf("verify: %v, want line 2 named", err)
+	}
+}
+
+// TestWriteCutBeforeTheNewlineKeepsTheChain: when a failing write got the
+// whole record out but not its newline, the record is in the file; the chain
+// must continue from it, or the next record would repeat its seq and the
+// file would no longer verify.
+func TestWriteCutBeforeTheNewlineKeepsTheChain(t *testing.T) {
+	w := &tornWriter{keep: func(n int) int { return n - 1 }}
+	m, _, _ := newTestAuditLog(t, w, "")
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	serve := func() *httptest.ResponseRecorder {
+		rw := httptest.NewRecorder()
+		_ = m.ServeHTTP(rw, newRequest("/"), next)
+		return rw
+	}
+	serve()
+	w.tearNext = true
+	serve() // whole record, newline missing
+	if rw := serve(); rw.Code != http.StatusServiceUnavailable {
+		t.Fatalf("after a failed write the next request got %d, want 503 (the output failed)", rw.Code)
+	}
+	serve()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	_ = os.WriteFile(path, w.buf.Bytes(), 0o600)
+	if _, err := Verify([]string{path}, VerifyOptions{}); err != nil {
+		t.Fatalf("the file does not verify after a write cut before its newline: %v\n%s", err, w.buf.String())
+	}
+	lines := strings.Split(strings.TrimSuffix(w.buf.String(), "\n"), "\n")
+	for i, line := range lines {
+		rec, err := decodeRecord([]byte(line))
+		if err != nil || rec.Seq != uint64(i+1) {
+			t.Fatalf("line %d: %v (seq %v), want seq %d", i+1, err, rec, i+1)
+		}
 	}
 }

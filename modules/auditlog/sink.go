@@ -102,6 +102,16 @@ func (s *sink) write(head []byte) (uint64, error) {
 		// stderr because the socket is down; that record did not arrive.
 		err = io.ErrShortWrite
 	}
+	if err != nil && n >= len(line)-1 {
+		// the record is whole in the file (at most its newline is missing,
+		// which the next write's leading newline supplies), so the chain
+		// goes on from it; the output still failed
+		s.torn = n < len(line)
+		s.seq = seq
+		s.prev = hash
+		s.failing.Store(true)
+		return seq, nil
+	}
 	if err != nil {
 		s.torn = s.torn || n > 0
 		s.failing.Store(true)
