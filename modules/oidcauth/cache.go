@@ -44,8 +44,18 @@ func newTokenCache(max int) *tokenCache {
 	return &tokenCache{max: max, entries: make(map[cacheKey]*list.Element), order: list.New()}
 }
 
+// tokenBytes holds a token's bytes while they are hashed: converting the
+// string would allocate a copy of the token on every request.
+var tokenBytes = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
 func tokenCacheKey(token string) cacheKey {
-	return sha256.Sum256([]byte(token))
+	bp := tokenBytes.Get().(*[]byte)
+	b := append((*bp)[:0], token...)
+	key := sha256.Sum256(b)
+	clear(b) // the pool keeps no token
+	*bp = b[:0]
+	tokenBytes.Put(bp)
+	return key
 }
 
 // get returns the cached entry for key if it has not expired at now.

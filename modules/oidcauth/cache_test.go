@@ -1,7 +1,9 @@
 package oidcauth
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,5 +64,17 @@ func TestCachedEntryNeverOutlivesExp(t *testing.T) {
 	}
 	if !e.expires.Equal(exp) {
 		t.Fatalf("entry expires %v, want the token's exp %v", e.expires, exp)
+	}
+}
+
+// TestTokenCacheKeyAllocatesNothing: the key is computed on every request,
+// and is the SHA-256 of the token's bytes.
+func TestTokenCacheKeyAllocatesNothing(t *testing.T) {
+	token := strings.Repeat("eyJhbGciOiJSUzI1NiJ9.", 40)
+	if tokenCacheKey(token) != cacheKey(sha256.Sum256([]byte(token))) {
+		t.Fatal("the cache key is not the SHA-256 of the token")
+	}
+	if avg := testing.AllocsPerRun(200, func() { tokenCacheKey(token) }); avg >= 1 {
+		t.Fatalf("tokenCacheKey allocates %.2f times per call", avg)
 	}
 }
