@@ -250,6 +250,9 @@ func checkTrimProperties(t *testing.T, ep *endpoint, grants []refGrant, mask uin
 	if !json.Valid(doc) {
 		t.Fatalf("accepted %q, which encoding/json refuses", doc)
 	}
+	if hasDuplicateKey(doc) {
+		t.Fatalf("accepted %q, which repeats a key in an object", doc)
+	}
 	in, err := decodeUseNumber(doc)
 	if err != nil {
 		t.Fatalf("doc %q: %v", doc, err)
@@ -316,7 +319,11 @@ func hashBits(grants []refGrant) uint64 {
 // valid for encoding/json; the output matches the reference, keeps kept
 // tokens byte-identical and is stable under a second trim.
 func FuzzTrim(f *testing.F) {
-	for _, s := range []string{`{"a":1,"b":[{"c":"x"}]}`, `[{"a":{"b":[1,2]}}]`, `{"e.f":"\u0065","d":{"e":[]}}`, `{"a":1,"a":2}`, "\"\xff\"", `[[[[[]]]]]`, `{"c":{"x":[true,false,null]}}`} {
+	for _, s := range []string{`{"a":1,"b":[{"c":"x"}]}`, `[{"a":{"b":[1,2]}}]`, `{"e.f":"\u0065","d":{"e":[]}}`, `{"a":1,"a":2}`, "\"\xff\"", `[[[[[]]]]]`, `{"c":{"x":[true,false,null]}}`,
+		// arrays of records, where the trimmer predicts keys from the record before
+		`{"data":[{"a":1,"b":2},{"a":1,"b":2,"a":3}]}`, `{"data":[{"a":1,"b":2},{"b":1,"a":2,"b":3}]}`,
+		`[{"a":1,"b":2},{"a":1,"\u0062":2},{"a":1,"b":2,"\u0061":0}]`, `[{"c":{"x":1},"d":2},{"c":{"x":1,"x":1},"d":2}]`,
+		`[{"a" :1,"b":2},{"a" :1,"b" : 2},{"a":1, "b":2}]`} {
 		for sel := 0; sel < 32; sel += 7 {
 			f.Add([]byte(s), uint8(sel))
 		}
@@ -477,4 +484,65 @@ func manyKeyNames(n int) []string {
 		keys = append(keys, "k"+strconv.Itoa(i))
 	}
 	return append(keys, "a", "b")
+}
+
+// hasDuplicateKey reports whether some object of doc (valid JSON) has a key
+// twice after unescaping: encoding/json accepts that, the trimmer must not.
+func hasDuplicateKey(doc []byte) bool {
+	type frame struct {
+		object, wantKey bool
+		seen            map[string]bool
+	}
+	var stack []*frame
+	valueDone := func() {
+		if n := len(stack); n > 0 && stack[n-1].object {
+			stack[n-1].wantKey = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if n := len(stack); n > 0 && stack[n-1].wantKey {
+			if tok == json.Delim('}') {
+				stack = stack[:n-1]
+				valueDone()
+				continue
+			}
+			key := tok.(string)
+			if stack[n-1].seen[key] {
+				return true
+			}
+			stack[n-1].seen[key], stack[n-1].wantKey = true, false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{object: true, wantKey: true, seen: map[string]bool{}})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			valueDone()
+		default:
+			valueDone()
+		}
+	}
+}
+
+func TestHasDuplicateKey(t *testing.T) {
+	for doc, want := range map[string]bool{
+		`{"a":1,"b":{"a":1}}`:             false,
+		`[{"a":1},{"a":1}]`:               false,
+		`{"a":1,"a":2}`:                   true,
+		`{"a":[{"b":1}],"\u0061":0}`:      true,
+		`[{"x":{"c":1,"d":[1,{"c":2}]}}]`: false,
+		`[{"x":{"c":1,"d":[1],"c":2}}]`:   true,
+	} {
+		if got := hasDuplicateKey([]byte(doc)); got != want {
+			t.Errorf("hasDuplicateKey(%s) = %v, want %v", doc, got, want)
+		}
+	}
 }
