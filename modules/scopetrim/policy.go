@@ -61,10 +61,11 @@ type policy struct {
 	connector string
 	version   string
 	roles     map[string][]string
+	label     string // connector@version, built once: every request records it
 }
 
 // name is how the decision record names the policy.
-func (p *policy) name() string { return p.connector + "@" + p.version }
+func (p *policy) name() string { return p.label }
 
 // endpoint is one compiled policy endpoint.
 type endpoint struct {
@@ -261,7 +262,7 @@ func compilePolicy(file string, data []byte, maxDepth int) ([]*endpoint, error) 
 	if len(pf.Endpoints) == 0 {
 		return nil, fail("\"endpoints\" is empty; a policy with no endpoint allows nothing")
 	}
-	pol := &policy{file: file, connector: pf.Connector, version: pf.Version, roles: pf.Roles}
+	pol := &policy{file: file, connector: pf.Connector, version: pf.Version, roles: pf.Roles, label: pf.Connector + "@" + pf.Version}
 	known := map[string]bool{}
 	var eps []*endpoint
 	for i, ef := range pf.Endpoints {

@@ -163,7 +163,8 @@ func (tw *trimWriter) genericError() error {
 }
 
 // dropHeaders are upstream headers that describe the untrimmed body, or that
-// must not reach the client from a trimmed route.
+// must not reach the client from a trimmed route, in canonical form
+// (TestDropHeadersAreCanonical).
 var dropHeaders = []string{
 	"Content-Length", "Content-Encoding", "Content-Range", "Accept-Ranges",
 	"Etag", "Digest", "Content-Md5", "Content-Digest", "Repr-Digest", "Want-Digest",
@@ -185,13 +186,13 @@ func (tw *trimWriter) sendHeaders(length int) {
 			dst[k] = v // the snapshot is ours alone: its slices can be shared
 		}
 	}
-	for _, k := range dropHeaders {
-		dst.Del(k)
+	for _, k := range dropHeaders { // canonical names: see dropHeaders
+		delete(dst, k)
 	}
-	dst.Set("Cache-Control", "private, no-store")
-	dst.Set("X-Content-Type-Options", "nosniff")
+	dst["Cache-Control"] = []string{"private, no-store"}
+	dst["X-Content-Type-Options"] = []string{"nosniff"}
 	if length >= 0 {
-		dst.Set("Content-Length", strconv.Itoa(length))
+		dst["Content-Length"] = []string{strconv.Itoa(length)}
 	}
 	tw.sent = true
 }

@@ -235,10 +235,12 @@ func prepareUpstreamRequest(r *http.Request) *http.Request {
 	if r2.Method == http.MethodHead {
 		r2.Method = http.MethodGet
 	}
-	r2.Header.Set("Accept-Encoding", "identity")
-	r2.Header.Del("Range")
-	r2.Header.Del("If-Range")
-	r2.Header.Del("Connection")
+	// the names are canonical already: direct map writes spare the
+	// canonicalisation that Set and Del do on every call
+	r2.Header["Accept-Encoding"] = []string{"identity"}
+	delete(r2.Header, "Range")
+	delete(r2.Header, "If-Range")
+	delete(r2.Header, "Connection")
 	return r2
 }
 

@@ -28,7 +28,7 @@ const testHashKey = "test-hash-key-0123456789abcdef"
 
 // newHandler provisions a handler on the CRM example policy (or another
 // policy file written to a temporary directory).
-func newHandler(t *testing.T, policyJSON string, configure func(*ScopeTrim)) *ScopeTrim {
+func newHandler(t testing.TB, policyJSON string, configure func(*ScopeTrim)) *ScopeTrim {
 	t.Helper()
 	path := filepath.Join("..", "..", "policies", "crm.json")
 	if policyJSON != "" {
@@ -473,5 +473,15 @@ func TestServeRefusesHijack(t *testing.T) {
 	}
 	if rec.Code != 502 {
 		t.Fatalf("status %d", rec.Code)
+	}
+}
+
+// TestDropHeadersAreCanonical: sendHeaders deletes them from the header map
+// directly, which finds only canonical names.
+func TestDropHeadersAreCanonical(t *testing.T) {
+	for _, k := range dropHeaders {
+		if c := http.CanonicalHeaderKey(k); c != k {
+			t.Errorf("dropHeaders has %q, whose canonical form is %q", k, c)
+		}
 	}
 }

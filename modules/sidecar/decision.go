@@ -59,6 +59,9 @@ func (d *Decision) AddWithheld(pattern string, count int) {
 			return
 		}
 	}
+	if d.Withheld == nil {
+		d.Withheld = make([]string, 0, 8) // a trimmed response usually withholds several
+	}
 	d.Withheld = append(d.Withheld, pattern)
 }
 
