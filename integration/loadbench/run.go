@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/alysio/privacy-sidecar/internal/contacts"
 	"github.com/alysio/privacy-sidecar/internal/devidp"
 )
 
@@ -87,7 +88,7 @@ func (b *bench) setUp() error {
 	}
 	docs := map[string][]byte{}
 	for _, s := range b.o.sizes {
-		docs[s.Label] = contactsDocument(s.Bytes)
+		docs[s.Label] = contacts.Page(s.Bytes)
 	}
 	if b.up, err = startUpstream(docs); err != nil {
 		return err

@@ -7,38 +7,12 @@ import (
 	"io"
 	"net/http"
 	"testing"
+
+	"github.com/alysio/privacy-sidecar/internal/contacts"
 )
 
-func TestContactsDocumentIsDeterministicValidAndSized(t *testing.T) {
-	for _, target := range []int{1000, 10000, 300000} {
-		doc := contactsDocument(target)
-		if !bytes.Equal(doc, contactsDocument(target)) {
-			t.Fatalf("%d: two calls gave different documents", target)
-		}
-		var v struct {
-			Data       []map[string]any `json:"data"`
-			NextCursor string           `json:"next_cursor"`
-			Total      int              `json:"total"`
-		}
-		if err := json.Unmarshal(doc, &v); err != nil {
-			t.Fatalf("%d: invalid JSON: %v", target, err)
-		}
-		if len(doc) > target || len(doc) < target*8/10 {
-			t.Errorf("%d: document is %d bytes, want within 80%%..100%% of the target", target, len(doc))
-		}
-		if v.Total != len(v.Data) || v.NextCursor == "" {
-			t.Errorf("%d: total %d for %d contacts, cursor %q", target, v.Total, len(v.Data), v.NextCursor)
-		}
-		for _, field := range []string{"id", "name", "email", "phone", "notes", "ssn"} {
-			if _, ok := v.Data[0][field]; !ok {
-				t.Errorf("%d: contact lacks %s", target, field)
-			}
-		}
-	}
-}
-
 func TestUpstreamServesListsAndStreamsExport(t *testing.T) {
-	docs := map[string][]byte{"10KB": contactsDocument(10000)}
+	docs := map[string][]byte{"10KB": contacts.Page(10000)}
 	u, err := startUpstream(docs)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/tidwall/gjson"
 
+	"github.com/alysio/privacy-sidecar/internal/contacts"
 	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
@@ -89,7 +90,7 @@ func BenchmarkTrim(b *testing.B) {
 func BenchmarkTrimLoadbench(b *testing.B) {
 	ep, grants, _ := benchSetup(b)
 	mask := ep.scopeMask([]string{"contacts:read", "contacts:pii"}, nil)
-	benchTrimDocument(b, "10KB", loadbenchDocument(10<<10), ep, grants, mask)
+	benchTrimDocument(b, "10KB", contacts.Page(10<<10), ep, grants, mask)
 }
 
 // benchTrimDocument runs the trimmer, gjson.Valid and the encoding/json
@@ -209,93 +210,6 @@ func mustRead(b testing.TB, path string) []byte {
 	return data
 }
 
-// loadbenchDocument is integration/loadbench's contactsDocument (that
-// package is a main package, so it is repeated here): a contacts page of at
-// most target bytes with the fields json.Marshal writes for its contacts.
-func loadbenchDocument(target int) []byte {
-	first := []string{"Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Dennis", "Radia", "Linus", "Sophie", "Tim", "Hedy", "Claude"}
-	last := []string{"Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton", "Ritchie", "Perlman", "Torvalds", "Wilson", "Berners-Lee", "Lamarr", "Shannon"}
-	companies := []string{"Acme Corp", "Globex", "Initech", "Umbrella", "Hooli", "Stark Industries", "Wayne Enterprises", "Tyrell", "Cyberdyne", "Soylent"}
-	streets := []string{"Main St", "Market St", "Elm Ave", "Harbour Rd", "Station Sq", "Mill Lane"}
-	cities := []string{"Springfield", "Riverton", "Lakeside", "Hill Valley", "Fairview", "Greenville"}
-	sentences := []string{
-		"Met at the trade fair, interested in the enterprise plan.",
-		"Prefers email over phone; do not call before 10am.",
-		"Asked for a quote covering 250 seats and premium support.",
-		"Renewal due next quarter, budget approved by finance.",
-		"Mentioned a competitor evaluation, follow up in two weeks.",
-		"Personal: recovering from surgery, reschedule the demo.",
-	}
-	tagSets := [][]string{{"vip"}, {"lead", "newsletter"}, {"customer"}, {"churn-risk", "support"}, {}}
-	type contact struct {
-		ID          string   `json:"id"`
-		Name        string   `json:"name"`
-		Company     string   `json:"company"`
-		OwnerID     string   `json:"owner_id"`
-		CreatedAt   string   `json:"created_at"`
-		Email       string   `json:"email"`
-		Phone       string   `json:"phone"`
-		Address     string   `json:"address"`
-		Notes       string   `json:"notes"`
-		SSN         string   `json:"ssn"`
-		DateOfBirth string   `json:"date_of_birth"`
-		Tags        []string `json:"tags"`
-	}
-	contactAt := func(i int) contact {
-		h := uint64(i)*0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019
-		pick := func(n int) int {
-			h ^= h >> 29
-			h *= 0xBF58476D1CE4E5B9
-			h ^= h >> 32
-			return int(h % uint64(n))
-		}
-		f, l := first[pick(len(first))], last[pick(len(last))]
-		company := companies[pick(len(companies))]
-		var notes []string
-		for range 1 + pick(3) {
-			notes = append(notes, sentences[pick(len(sentences))])
-		}
-		created := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(pick(700*24)) * time.Hour)
-		domain := strings.ToLower(strings.ReplaceAll(company, " ", "")) + ".example"
-		return contact{
-			ID:          fmt.Sprintf("c_%07d", i),
-			Name:        f + " " + l,
-			Company:     company,
-			OwnerID:     fmt.Sprintf("u_%03d", pick(200)),
-			CreatedAt:   created.Format(time.RFC3339),
-			Email:       strings.ToLower(f+"."+l) + "@" + domain,
-			Phone:       fmt.Sprintf("+1-555-%03d-%04d", pick(1000), pick(10000)),
-			Address:     fmt.Sprintf("%d %s, %s", 1+pick(999), streets[pick(len(streets))], cities[pick(len(cities))]),
-			Notes:       strings.Join(notes, " "),
-			SSN:         fmt.Sprintf("%03d-%02d-%04d", 100+pick(800), 1+pick(98), 1+pick(9998)),
-			DateOfBirth: time.Date(1950+pick(50), time.Month(1+pick(12)), 1+pick(28), 0, 0, 0, 0, time.UTC).Format("2006-01-02"),
-			Tags:        tagSets[pick(len(tagSets))],
-		}
-	}
-	var items [][]byte
-	size := len(`{"data":[],"next_cursor":"c_0000000","total":0000000}`)
-	for i := 0; ; i++ {
-		b, _ := json.Marshal(contactAt(i))
-		extra := len(b)
-		if i > 0 {
-			extra++
-		}
-		if i > 0 && size+extra > target {
-			break
-		}
-		items = append(items, b)
-		size += extra
-	}
-	out := []byte(`{"data":[`)
-	for i, b := range items {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = append(out, b...)
-	}
-	return fmt.Appendf(out, `],"next_cursor":"c_%07d","total":%d}`, len(items), len(items))
-}
-
 // BenchmarkServeHTTP serves the load harness's 10 KB page through
 // scope_trim (the upstream is a handler writing it), beside the same page
 // written without scope_trim and the trimmer alone, so that what scope_trim
@@ -304,7 +218,7 @@ func loadbenchDocument(target int) []byte {
 // handler's.
 func BenchmarkServeHTTP(b *testing.B) {
 	m := newHandler(b, "", nil)
-	doc := loadbenchDocument(10 << 10)
+	doc := contacts.Page(10 << 10)
 	length := strconv.Itoa(len(doc))
 	upstream := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Type", "application/json")
