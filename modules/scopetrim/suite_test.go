@@ -11,21 +11,20 @@ import (
 	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
-// suiteDir finds JSONTestSuite's test_parsing directory: $JSON_TEST_SUITE
-// (the suite's directory or its test_parsing directory), else the shared
-// copy beside the repository. The data is read in place, never copied.
+// suiteDir is the JSONTestSuite corpus kept in testdata (see its
+// SOURCE.md), or $JSON_TEST_SUITE to run another copy of the suite.
 func suiteDir(t *testing.T) string {
 	t.Helper()
 	base := os.Getenv("JSON_TEST_SUITE")
 	if base == "" {
-		base = filepath.Join("..", "..", "..", "shared", "testdata", "JSONTestSuite")
+		base = filepath.Join("testdata", "JSONTestSuite")
 	}
 	for _, dir := range []string{filepath.Join(base, "test_parsing"), base} {
 		if files, _ := filepath.Glob(filepath.Join(dir, "y_*.json")); len(files) > 0 {
 			return dir
 		}
 	}
-	t.Fatalf("JSONTestSuite not found at %s: set JSON_TEST_SUITE to the suite's directory (github.com/nst/JSONTestSuite)", base)
+	t.Fatalf("JSONTestSuite not found at %s: the repository keeps a copy in testdata/JSONTestSuite; JSON_TEST_SUITE, when set, must name the suite's directory", base)
 	return ""
 }
 
