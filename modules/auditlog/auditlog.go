@@ -289,6 +289,10 @@ func (m *AuditLog) fill(rec *Record, r *http.Request, d *sidecar.Decision, rw ca
 	rec.Withheld = d.Withheld
 	rec.SpoofedHeaders = d.SpoofedHeaders
 	rec.SecurityEvent = securityEvent(rec.Decision, rec.Reason, d.SpoofedHeaders)
+	if rec.SecurityEvent == "" {
+		rec.SecurityEvent = d.SecurityEvent
+	}
+	rec.InterruptedBy = d.InterruptedBy
 	rec.BytesOut = int64(rw.Size())
 	rec.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 }

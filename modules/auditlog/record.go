@@ -36,10 +36,23 @@ type Record struct {
 	SecurityEvent  string   `json:"security_event,omitempty"`
 	BytesOut       int64    `json:"bytes_out"`
 	DurationMS     float64  `json:"duration_ms"`
-	Instance       string   `json:"instance"`
-	Seq            uint64   `json:"seq"`
-	PrevHash       string   `json:"prev_hash"`
-	Hash           string   `json:"hash"`
+	// InterruptedBy says what cut a request in flight ("disconnect").
+	InterruptedBy string `json:"interrupted_by,omitempty"`
+	// Event marks a record about a connection rather than a request
+	// (connect, disconnect, refresh, refresh_failure, revocation); the
+	// request fields are then empty. The fields after it describe events.
+	Event            string   `json:"event,omitempty"`
+	Grant            string   `json:"grant,omitempty"`
+	Rotated          bool     `json:"rotated,omitempty"`
+	TokenError       string   `json:"token_error,omitempty"`
+	DisconnectedAt   string   `json:"disconnected_at,omitempty"`
+	Revoked          []string `json:"revoked,omitempty"`
+	RevocationErrors []string `json:"revocation_errors,omitempty"`
+	Deleted          bool     `json:"deleted,omitempty"`
+	Instance         string   `json:"instance"`
+	Seq              uint64   `json:"seq"`
+	PrevHash         string   `json:"prev_hash"`
+	Hash             string   `json:"hash"`
 
 	// start, when set and TS is empty, is written as ts without first
 	// formatting it into a string.
@@ -115,6 +128,45 @@ func appendHead(b []byte, rec *Record) []byte {
 	// Three decimals (microseconds) so that a verifier re-encoding the parsed
 	// value produces the same bytes.
 	b = strconv.AppendFloat(b, rec.DurationMS, 'f', 3, 64)
+	return appendEvent(b, rec)
+}
+
+// appendEvent appends the members of InterruptedBy to Deleted that are set.
+func appendEvent(b []byte, rec *Record) []byte {
+	if rec.InterruptedBy != "" {
+		b = append(b, `,"interrupted_by":`...)
+		b = appendString(b, rec.InterruptedBy)
+	}
+	if rec.Event != "" {
+		b = append(b, `,"event":`...)
+		b = appendString(b, rec.Event)
+	}
+	if rec.Grant != "" {
+		b = append(b, `,"grant":`...)
+		b = appendString(b, rec.Grant)
+	}
+	if rec.Rotated {
+		b = append(b, `,"rotated":true`...)
+	}
+	if rec.TokenError != "" {
+		b = append(b, `,"token_error":`...)
+		b = appendString(b, rec.TokenError)
+	}
+	if rec.DisconnectedAt != "" {
+		b = append(b, `,"disconnected_at":`...)
+		b = appendString(b, rec.DisconnectedAt)
+	}
+	if len(rec.Revoked) > 0 {
+		b = append(b, `,"revoked":`...)
+		b = appendStrings(b, rec.Revoked)
+	}
+	if len(rec.RevocationErrors) > 0 {
+		b = append(b, `,"revocation_errors":`...)
+		b = appendStrings(b, rec.RevocationErrors)
+	}
+	if rec.Deleted {
+		b = append(b, `,"deleted":true`...)
+	}
 	return b
 }
 

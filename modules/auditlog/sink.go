@@ -11,6 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/logging"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 // sinks holds one sink per log writer (Caddy's WriterKey), shared by every
@@ -40,6 +42,9 @@ type sink struct {
 	// successful one; while set, requests are refused (unless configured
 	// otherwise) because they could not be audited.
 	failing atomic.Bool
+
+	// unregister withdraws the sink from the audit event writers.
+	unregister func()
 }
 
 // openSink returns the shared sink for wo, opening it and recovering the
@@ -63,6 +68,7 @@ func openSink(wo caddy.WriterOpener, instance string) (*sink, error) {
 			return nil, fmt.Errorf("opening audit output %s: %v", wo, err)
 		}
 		s.w = w
+		s.unregister = sidecar.RegisterAuditEventWriter(s)
 		return s, nil
 	})
 	if err != nil {
@@ -78,7 +84,12 @@ func newSink(key, name string, w io.WriteCloser, instance string) *sink {
 }
 
 // Destruct closes the writer when the last config using it is unloaded.
-func (s *sink) Destruct() error { return s.w.Close() }
+func (s *sink) Destruct() error {
+	if s.unregister != nil {
+		s.unregister()
+	}
+	return s.w.Close()
+}
 
 // write chains and writes one record whose head (appendHead) is given. It
 // returns the record's sequence number. On a write error the chain does not

@@ -34,6 +34,13 @@ type Decision struct {
 	// SpoofedHeaders lists identity header names a client sent and the sidecar
 	// removed; a non-empty list is a security event.
 	SpoofedHeaders []string
+	// InterruptedBy says what cut a request already in flight (an answer
+	// already under way ends early): one of the InterruptedBy* values.
+	InterruptedBy string
+	// SecurityEvent raises the request as a security event under this name
+	// when its reason alone would not (connector_auth: a request on a
+	// connection its tenant disconnected).
+	SecurityEvent string
 }
 
 // Deny records a refusal. The first refusal wins: later handlers cannot
@@ -42,6 +49,17 @@ func (d *Decision) Deny(status int, reason string) {
 	if d == nil || d.Reason != "" {
 		return
 	}
+	d.Status, d.Reason = status, reason
+}
+
+// Interrupt records that a request already in flight was cut, and why. The
+// cut is the request's reason even over a refusal recorded before it: the
+// handlers inside saw a broken answer, whose cause is the cut.
+func (d *Decision) Interrupt(by string, status int, reason string) {
+	if d == nil {
+		return
+	}
+	d.InterruptedBy = by
 	d.Status, d.Reason = status, reason
 }
 
@@ -96,3 +114,13 @@ func DecisionFrom(r *http.Request) *Decision {
 	d, _ := r.Context().Value(decisionKey{}).(*Decision)
 	return d
 }
+
+// Values of Decision.InterruptedBy.
+const (
+	// InterruptedByDisconnect: connector_auth cut the request because its
+	// connection was disconnected while it was in flight.
+	InterruptedByDisconnect = "disconnect"
+	// InterruptedByUnconfirmed: connector_auth cut the request because this
+	// replica could not confirm the connection's state from storage.
+	InterruptedByUnconfirmed = "state_unconfirmed"
+)
