@@ -107,6 +107,12 @@ func storageID(s certmagic.Storage) string {
 	return fmt.Sprintf("%T", s)
 }
 
+// NewManager starts a manager of storage outside the shared pool, for tests
+// and tools; Caddy modules use OpenManager. Stop it with Destruct.
+func NewManager(storage certmagic.Storage, logger *zap.Logger) *Manager {
+	return newManager("", storage, logger)
+}
+
 func newManager(key string, storage certmagic.Storage, logger *zap.Logger) *Manager {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{
