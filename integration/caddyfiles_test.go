@@ -71,6 +71,13 @@ func validationEnv(t *testing.T) []string {
 		"POLICY_DIR=policies",
 		"AUDIT_DIR=" + dir,
 		"POD_NAME=validation-0",
+		"TENANTS=" + filepath.Join(dir, "tenants.json"),
+		"STORAGE_DIR=" + filepath.Join(dir, "storage"),
+		"TOKEN_URL=http://127.0.0.1:9/oauth/token",
+		"REVOCATION_URL=http://127.0.0.1:9/revoke",
+		"CRM_CLIENT_ID=validation-client",
+		"CRM_CLIENT_SECRET=validation-only-secret",
+		"SIDECAR_CONNECTIONS_KEY=validation-only-connections-key-0123456789",
 	}
 }
 

@@ -180,6 +180,13 @@ func (m *ConnectorAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 	m.unregister = connections.Register(m.conn)
+	if m.headerKey != "Authorization" {
+		// Caddy's logs (reverse_proxy's error log writes the proxied
+		// request) redact Authorization but no other header
+		// (internal/logmarshalers.go, LoggableHTTPHeader)
+		m.logger.Warn("the access token goes in a header Caddy's logs do not redact: add `request>headers>"+m.headerKey+" delete` to the log format filter",
+			zap.String("header", m.headerKey))
+	}
 	return nil
 }
 
