@@ -488,4 +488,3 @@ func TestConnectorAuthRequestRacingDisconnect(t *testing.T) {
 	}
 	t.Logf("%d requests served, %d refused after the DELETE answered", before, after)
 }
-
