@@ -183,10 +183,7 @@ func (m *Manager) pollOnce(ctx context.Context) error {
 		return err
 	}
 	if val != m.lastChange {
-		if err := m.reloadAll(ctx); err != nil {
-			m.logger.Error("cannot reload connections from storage", zap.Error(err))
-			return err
-		}
+		m.reloadAll(ctx)
 		m.lastChange = val
 		m.countDirty.Store(true)
 	}
@@ -194,15 +191,17 @@ func (m *Manager) pollOnce(ctx context.Context) error {
 	return nil
 }
 
-// reloadAll rereads every connection this replica holds.
-func (m *Manager) reloadAll(ctx context.Context) error {
+// reloadAll rereads every connection this replica holds. A connection
+// that cannot be read is no longer known: its requests in flight are cut,
+// and the next request reads it again (and is refused if that fails), so
+// that one unreadable record never stops the others.
+func (m *Manager) reloadAll(ctx context.Context) {
 	m.mu.Lock()
 	list := make([]*entry, 0, len(m.entries))
 	for _, e := range m.entries {
 		list = append(list, e)
 	}
 	m.mu.Unlock()
-	var errs []error
 	for _, e := range list {
 		c := lookupOn(m, e.connector)
 		if c == nil {
@@ -211,12 +210,18 @@ func (m *Manager) reloadAll(ctx context.Context) error {
 		}
 		conn, mk, err := m.store().load(ctx, c.keys, e.tenant, e.connector)
 		if err != nil {
-			errs = append(errs, err)
+			m.logger.Error("cannot read a connection from storage", zap.String("tenant", e.tenant), zap.String("connector", e.connector), zap.Error(err))
+			e.mu.Lock()
+			e.loaded = false
+			if e.state == StateConnected {
+				e.cutInFlight(ErrUnconfirmed)
+			}
+			e.token = nil
+			e.mu.Unlock()
 			continue
 		}
 		m.apply(c, e, conn, mk)
 	}
-	return errors.Join(errs...)
 }
 
 func (m *Manager) forget(e *entry) {

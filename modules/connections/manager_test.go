@@ -365,3 +365,47 @@ func TestSafeCode(t *testing.T) {
 		}
 	}
 }
+
+// TestOneUnreadableRecordStopsOnlyItself: a record that no longer
+// decrypts (changed in storage) refuses its own requests, with 502, while
+// the replica keeps serving every other connection.
+func TestOneUnreadableRecordStopsOnlyItself(t *testing.T) {
+	srv := newOAuthServer(t)
+	dir := t.TempDir()
+	a := replica(t, dir, srv, "crm")
+	ctx := context.Background()
+	for _, tenant := range []string{"acme", "globex"} {
+		if _, err := a.Connect(ctx, tenant, Credential{RefreshToken: srv.issue()}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Acquire(ctx, tenant, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := a.mgr.store()
+	raw, _ := st.storage.Load(ctx, recordKey("globex", "crm"))
+	if err := st.storage.Store(ctx, recordKey("acme", "crm"), raw); err != nil { // globex's record in acme's place
+		t.Fatal(err)
+	}
+	if err := st.changed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := a.Acquire(ctx, "acme", "")
+		var r *Refusal
+		if errors.As(err, &r) && r.Reason == sidecar.ReasonConnectorTokenUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acme with an unreadable record: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !a.mgr.fresh() {
+		t.Fatal("one unreadable record made the whole replica stale")
+	}
+	if _, err := a.Acquire(ctx, "globex", ""); err != nil {
+		t.Fatalf("globex: %v", err)
+	}
+}
