@@ -26,7 +26,9 @@ func TestDemo(t *testing.T) {
 		"Every step behaved as expected.",
 		"refused with tenant_mismatch",
 		"refused with connector_disconnected",
-		"hash chain intact over 6 records",
+		"the CRM received globex's own access token",
+		"disconnected: refresh_token and access_token revoked",
+		"hash chain intact over 15 records",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the demo's output lacks %q", want)
