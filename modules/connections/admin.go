@@ -160,6 +160,9 @@ func (c *Connector) Disconnect(ctx context.Context, tenant string) (*Receipt, er
 
 	// 1. Mark: this replica at once, then storage for the others.
 	conn, mk, err := st.load(ctx, c.keys, tenant, c.Name)
+	if errors.Is(err, ErrUnreadable) {
+		return c.disconnectUnreadable(ctx, e, r, err)
+	}
 	m.pollMu.Lock()
 	e.mu.Lock()
 	gen := e.generation
@@ -337,5 +340,35 @@ func (m *Manager) deleteUnconfigured(ctx context.Context, tenant, connector stri
 	if err := sidecar.WriteAuditEvent(ev); err != nil && !errors.Is(err, sidecar.ErrNoAuditOutput) {
 		m.logger.Error("connection event not written to the audit log", zap.String("event", ev.Event), zap.Error(err))
 	}
+	return r, nil
+}
+
+// disconnectUnreadable ends a connection whose record this connector
+// cannot read (its `key` changed, or the record was altered): nothing can
+// be revoked, but the record goes, so that nothing stays stored and every
+// replica reads the connection as disconnected.
+func (c *Connector) disconnectUnreadable(ctx context.Context, e *entry, r *Receipt, cause error) (*Receipt, error) {
+	m := c.mgr
+	st := m.store()
+	c.logger.Warn("disconnecting a connection whose record cannot be read: deleting it without revocation",
+		zap.String("tenant", r.Tenant), zap.String("connector", c.Name), zap.Error(cause))
+	m.pollMu.Lock()
+	e.mu.Lock()
+	e.setState(StateDisconnected, e.generation, ErrDisconnected)
+	e.loaded = true
+	e.mu.Unlock()
+	err := st.storage.Delete(ctx, recordKey(r.Tenant, c.Name))
+	if err == nil {
+		_ = st.deleteMarker(ctx, r.Tenant, c.Name)
+		err = st.changed(ctx)
+	}
+	m.pollMu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("deleting the unreadable connection record (this replica refuses it; the others may not): %w", err)
+	}
+	r.RevocationErrors = append(r.RevocationErrors, "not revoked: the stored credential cannot be read with this connector's key")
+	r.Deleted = true
+	_ = c.event(&sidecar.AuditEvent{Event: sidecar.EventDisconnect, Tenant: r.Tenant, Connector: c.Name, Reason: sidecar.ReasonOK,
+		DisconnectedAt: r.DisconnectedAt, Revoked: r.Revoked, RevocationErrors: r.RevocationErrors, Deleted: true})
 	return r, nil
 }

@@ -67,10 +67,10 @@ func (k *keyring) wrap(tenant string, dataKey []byte) ([]byte, error) {
 func (k *keyring) unwrap(tenant string, wrapped []byte) ([]byte, error) {
 	dk, err := open(k.kek[:], wrapped, wrapAAD(tenant, k.id))
 	if err != nil {
-		return nil, errors.New("the tenant's data key does not unwrap with this key: the stored key was written with another `key`, or changed")
+		return nil, fmt.Errorf("the tenant's data key does not unwrap with this key: the stored key was written with another `key`, or changed: %w", ErrUnreadable)
 	}
 	if len(dk) != dataKeySize {
-		return nil, errors.New("the tenant's data key has the wrong size")
+		return nil, fmt.Errorf("the tenant's data key has the wrong size: %w", ErrUnreadable)
 	}
 	return dk, nil
 }

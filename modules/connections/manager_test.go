@@ -409,3 +409,33 @@ func TestOneUnreadableRecordStopsOnlyItself(t *testing.T) {
 		t.Fatalf("globex: %v", err)
 	}
 }
+
+// TestDisconnectWithAnotherKey: after `key` changed, a connection stored
+// under the old key cannot be read, yet a disconnect still deletes it.
+func TestDisconnectWithAnotherKey(t *testing.T) {
+	srv := newOAuthServer(t)
+	dir := t.TempDir()
+	a := replica(t, dir, srv, "crm")
+	ctx := context.Background()
+	if _, err := a.Connect(ctx, "acme", Credential{RefreshToken: srv.issue()}); err != nil {
+		t.Fatal(err)
+	}
+	m := newManager("test:rekeyed", &certmagic.FileStorage{Path: dir}, zap.NewNop())
+	t.Cleanup(func() { m.Destruct() })
+	b, err := NewConnector(Settings{Name: "crm", TokenURL: srv.URL + "/token", ClientID: "platform", Grant: GrantRefreshToken,
+		Key: testKey + "-rotated"}, m, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := refusalOf(t, func() error { _, err := b.Acquire(ctx, "acme", ""); return err }())
+	if r.Status != http.StatusBadGateway {
+		t.Fatalf("%+v", r)
+	}
+	receipt, err := b.Disconnect(ctx, "acme")
+	if err != nil || !receipt.Deleted || len(receipt.RevocationErrors) != 1 {
+		t.Fatalf("%+v %v", receipt, err)
+	}
+	if _, err := a.mgr.store().storage.Load(ctx, recordKey("acme", "crm")); err == nil {
+		t.Fatal("the unreadable record is still stored")
+	}
+}

@@ -39,6 +39,10 @@ func lockName(tenant, connector string) string {
 
 func dataKeyLockName(tenant string) string { return "sidecar_connection_key_" + tenant }
 
+// ErrUnreadable: a stored connection exists but cannot be read with the
+// connector's key (another key, a changed or moved record, a lost data key).
+var ErrUnreadable = errors.New("the stored connection cannot be read with this connector's key")
+
 // envelope is what storage holds: the key id and the sealed JSON.
 type envelope struct {
 	Version int    `json:"v"`
@@ -94,7 +98,7 @@ func (s *store) loadDataKey(ctx context.Context, k *keyring, tenant string) ([]b
 	}
 	var env envelope
 	if err := json.Unmarshal(raw, &env); err != nil || env.Version != 1 || env.KeyID != k.id {
-		return nil, fmt.Errorf("the stored data key of tenant %q is not readable", tenant)
+		return nil, fmt.Errorf("the stored data key of tenant %q is not readable: %w", tenant, ErrUnreadable)
 	}
 	return k.unwrap(tenant, env.Sealed)
 }
@@ -159,10 +163,10 @@ func (s *store) get(ctx context.Context, k *keyring, tenant, key string, v any) 
 	}
 	var env envelope
 	if err := json.Unmarshal(raw, &env); err != nil || env.Version != 1 {
-		return fmt.Errorf("%s is not a connection record", key)
+		return fmt.Errorf("%s is not a connection record: %w", key, ErrUnreadable)
 	}
 	if env.KeyID != k.id {
-		return fmt.Errorf("%s was encrypted with another `key` (id %s, this connector's is %s)", key, env.KeyID, k.id)
+		return fmt.Errorf("%s was encrypted with another `key` (id %s, this connector's is %s): %w", key, env.KeyID, k.id, ErrUnreadable)
 	}
 	plain, err := s.openWith(ctx, k, tenant, key, env.Sealed)
 	if err != nil {
@@ -174,6 +178,9 @@ func (s *store) get(ctx context.Context, k *keyring, tenant, key string, v any) 
 
 func (s *store) openWith(ctx context.Context, k *keyring, tenant, key string, sealed []byte) ([]byte, error) {
 	dk, err := s.dataKey(ctx, k, tenant, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: the tenant's data key is gone: %w", key, ErrUnreadable)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
@@ -188,7 +195,7 @@ func (s *store) openWith(ctx context.Context, k *keyring, tenant, key string, se
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	if plain, err = open(dk, sealed, []byte(key)); err != nil {
-		return nil, fmt.Errorf("%s does not decrypt: it was changed, moved or written with another key", key)
+		return nil, fmt.Errorf("%s does not decrypt: it was changed, moved or written with another key: %w", key, ErrUnreadable)
 	}
 	return plain, nil
 }
@@ -204,7 +211,7 @@ func (s *store) load(ctx context.Context, k *keyring, tenant, connector string) 
 		return nil, nil, err
 	}
 	if c.Tenant != tenant || c.Connector != connector {
-		return nil, nil, fmt.Errorf("the record of %s/%s names %s/%s", tenant, connector, c.Tenant, c.Connector)
+		return nil, nil, fmt.Errorf("the record of %s/%s names %s/%s: %w", tenant, connector, c.Tenant, c.Connector, ErrUnreadable)
 	}
 	var m marker
 	err = s.get(ctx, k, tenant, markerKey(tenant, connector), &m)
