@@ -63,6 +63,21 @@ func (s *oauthServer) token(w http.ResponseWriter, r *http.Request) {
 	case "slow":
 		time.Sleep(300 * time.Millisecond)
 	}
+	if r.PostFormValue("grant_type") == "client_credentials" {
+		w.Header().Set("Content-Type", "application/json")
+		if id, secret, _ := r.BasicAuth(); id != "tenant-client" || secret != "tenant-secret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"error":"invalid_client"}`)
+			return
+		}
+		s.mu.Lock()
+		s.n++
+		at := fmt.Sprintf("at-%d", s.n)
+		s.access[at] = true
+		s.mu.Unlock()
+		json.NewEncoder(w).Encode(map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": s.lifetime, "scope": r.PostFormValue("scope")})
+		return
+	}
 	if id, secret, _ := r.BasicAuth(); id != "platform" || secret != "platform-secret" {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnauthorized)
@@ -437,5 +452,40 @@ func TestDisconnectWithAnotherKey(t *testing.T) {
 	}
 	if _, err := a.mgr.store().storage.Load(ctx, recordKey("acme", "crm")); err == nil {
 		t.Fatal("the unreadable record is still stored")
+	}
+}
+
+// TestTenantClientCredentials: a tenant connects with client credentials of
+// its own; they obtain the token, and when the provider refuses them the
+// connection needs reauthorization (only the tenant can fix them).
+func TestTenantClientCredentials(t *testing.T) {
+	srv := newOAuthServer(t)
+	m := newManager("test:cc", &certmagic.FileStorage{Path: t.TempDir()}, zap.NewNop())
+	t.Cleanup(func() { m.Destruct() })
+	c, err := NewConnector(Settings{Name: "erp", TokenURL: srv.URL + "/token", Grant: GrantClientCredentials, Scopes: []string{"read"}, Key: testKey}, m, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var in *InputError
+	if _, err := c.Connect(ctx, "acme", Credential{}); !errors.As(err, &in) {
+		t.Fatalf("a connector without a client accepted a connect without client credentials: %v", err)
+	}
+	if _, err := c.Connect(ctx, "acme", Credential{RefreshToken: "rt"}); !errors.As(err, &in) {
+		t.Fatalf("a client_credentials connector accepted a refresh token: %v", err)
+	}
+	s, err := c.Connect(ctx, "acme", Credential{ClientID: "tenant-client", ClientSecret: "tenant-secret"})
+	if err != nil || s.Grant != GrantClientCredentials {
+		t.Fatalf("%+v %v", s, err)
+	}
+	if l, err := c.Acquire(ctx, "acme", ""); err != nil || l.AccessToken == "" {
+		t.Fatalf("acquire: %v", err)
+	}
+	if _, err := c.Connect(ctx, "globex", Credential{ClientID: "tenant-client", ClientSecret: "wrong"}); err != nil {
+		t.Fatal(err)
+	}
+	r := refusalOf(t, func() error { _, err := c.Acquire(ctx, "globex", ""); return err }())
+	if r.Reason != sidecar.ReasonConnectorReauthorizationRequired {
+		t.Fatalf("refused client credentials: %+v", r)
 	}
 }

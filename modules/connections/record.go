@@ -53,10 +53,8 @@ func (c *Credential) Kind() string {
 		return ""
 	case c.RefreshToken != "":
 		return GrantRefreshToken
-	case c.ClientID != "":
-		return GrantClientCredentials
 	}
-	return ""
+	return GrantClientCredentials // the tenant's client, or {} for the connector's own
 }
 
 // marker is the disconnect marker: written once by a disconnect, before
