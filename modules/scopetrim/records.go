@@ -34,8 +34,10 @@ type recordRules struct {
 	// id within it, "" without id.
 	atPath, idPath string
 	rules  []rule
-	// node is the records array's node (nil when single).
+	// node is the records array's node (nil when single), path the keys
+	// that lead to it.
 	node *node
+	path []string
 }
 
 // compileRecords compiles the endpoint's records block, and marks the
@@ -64,6 +66,7 @@ func (e *endpoint) compileRecords(rf *recordsFile) error {
 		for _, s := range segs {
 			n = n.keys[s.key]
 			n.recordPath = true
+			rr.path = append(rr.path, s.key)
 		}
 		n.records = true
 		rr.node = n
@@ -92,7 +95,15 @@ func (e *endpoint) checkRecords() error {
 	if rr == nil || rr.single {
 		return nil
 	}
-	if rr.node.below == 0 {
+	// reached: a grant under the array, or on it or an ancestor (which
+	// the trimmer turns into a descent along the path)
+	reached := rr.node.below != 0
+	n := e.root
+	for _, k := range rr.path {
+		n = n.keys[k]
+		reached = reached || n.granted != 0
+	}
+	if !reached {
 		return fmt.Errorf("records.at %q: no field of this endpoint is at or under it, so no record would ever be judged; fields under another array would pass unjudged (check the path)", rr.at)
 	}
 	return nil
