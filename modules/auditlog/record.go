@@ -32,7 +32,17 @@ type Record struct {
 	Endpoint       string   `json:"endpoint,omitempty"`
 	FieldsRemoved  int      `json:"fields_removed"`
 	Withheld       []string `json:"withheld"`
-	SpoofedHeaders []string `json:"spoofed_headers,omitempty"`
+	// RecordsReleased and RecordsWithheld count the records that
+	// scope_trim's record rules released and withheld; both are written
+	// when either is not zero.
+	RecordsReleased int `json:"records_released,omitempty"`
+	RecordsWithheld int `json:"records_withheld,omitempty"`
+	// RecordIDs are the released records' ids as per-tenant pseudonyms
+	// (recordPseudonym), at most sidecar.MaxRecordIDs; RecordIDsOmitted
+	// counts the released records not listed.
+	RecordIDs        []string `json:"record_ids,omitempty"`
+	RecordIDsOmitted int      `json:"record_ids_omitted,omitempty"`
+	SpoofedHeaders   []string `json:"spoofed_headers,omitempty"`
 	SecurityEvent  string   `json:"security_event,omitempty"`
 	BytesOut       int64    `json:"bytes_out"`
 	DurationMS     float64  `json:"duration_ms"`
@@ -101,6 +111,20 @@ func appendHead(b []byte, rec *Record) []byte {
 	b = strconv.AppendInt(b, int64(rec.FieldsRemoved), 10)
 	b = append(b, `,"withheld":`...)
 	b = appendStrings(b, rec.Withheld)
+	if rec.RecordsReleased != 0 || rec.RecordsWithheld != 0 {
+		b = append(b, `,"records_released":`...)
+		b = strconv.AppendInt(b, int64(rec.RecordsReleased), 10)
+		b = append(b, `,"records_withheld":`...)
+		b = strconv.AppendInt(b, int64(rec.RecordsWithheld), 10)
+	}
+	if len(rec.RecordIDs) > 0 {
+		b = append(b, `,"record_ids":`...)
+		b = appendStrings(b, rec.RecordIDs)
+	}
+	if rec.RecordIDsOmitted != 0 {
+		b = append(b, `,"record_ids_omitted":`...)
+		b = strconv.AppendInt(b, int64(rec.RecordIDsOmitted), 10)
+	}
 	if len(rec.SpoofedHeaders) > 0 {
 		b = append(b, `,"spoofed_headers":`...)
 		b = appendStrings(b, rec.SpoofedHeaders)
