@@ -13,25 +13,25 @@ import (
 // It holds names, codes, counts, path patterns and pseudonyms, never a token,
 // a header value, a query value, a body or a raw subject.
 type Record struct {
-	TS             string   `json:"ts"`
-	RequestID      string   `json:"request_id"`
-	Decision       string   `json:"decision"`
-	Reason         string   `json:"reason"`
-	Status         int      `json:"status"`
-	Method         string   `json:"method"`
-	Host           string   `json:"host"`
-	Path           string   `json:"path"`
-	QueryParams    []string `json:"query_params,omitempty"`
-	Tenant         string   `json:"tenant"`
-	Subject        string   `json:"subject"`
-	ClientID       string   `json:"client_id"`
-	Issuer         string   `json:"issuer"`
-	Scopes         []string `json:"scopes"`
-	Connector      string   `json:"connector"`
-	Policy         string   `json:"policy"`
-	Endpoint       string   `json:"endpoint,omitempty"`
-	FieldsRemoved  int      `json:"fields_removed"`
-	Withheld       []string `json:"withheld"`
+	TS            string   `json:"ts"`
+	RequestID     string   `json:"request_id"`
+	Decision      string   `json:"decision"`
+	Reason        string   `json:"reason"`
+	Status        int      `json:"status"`
+	Method        string   `json:"method"`
+	Host          string   `json:"host"`
+	Path          string   `json:"path"`
+	QueryParams   []string `json:"query_params,omitempty"`
+	Tenant        string   `json:"tenant"`
+	Subject       string   `json:"subject"`
+	ClientID      string   `json:"client_id"`
+	Issuer        string   `json:"issuer"`
+	Scopes        []string `json:"scopes"`
+	Connector     string   `json:"connector"`
+	Policy        string   `json:"policy"`
+	Endpoint      string   `json:"endpoint,omitempty"`
+	FieldsRemoved int      `json:"fields_removed"`
+	Withheld      []string `json:"withheld"`
 	// RecordsReleased and RecordsWithheld count the records that
 	// scope_trim's record rules released and withheld; both are written
 	// when either is not zero.
@@ -43,13 +43,13 @@ type Record struct {
 	RecordIDs        []string `json:"record_ids,omitempty"`
 	RecordIDsOmitted int      `json:"record_ids_omitted,omitempty"`
 	SpoofedHeaders   []string `json:"spoofed_headers,omitempty"`
-	SecurityEvent  string   `json:"security_event,omitempty"`
-	BytesOut       int64    `json:"bytes_out"`
-	DurationMS     float64  `json:"duration_ms"`
-	Instance       string   `json:"instance"`
-	Seq            uint64   `json:"seq"`
-	PrevHash       string   `json:"prev_hash"`
-	Hash           string   `json:"hash"`
+	SecurityEvent    string   `json:"security_event,omitempty"`
+	BytesOut         int64    `json:"bytes_out"`
+	DurationMS       float64  `json:"duration_ms"`
+	Instance         string   `json:"instance"`
+	Seq              uint64   `json:"seq"`
+	PrevHash         string   `json:"prev_hash"`
+	Hash             string   `json:"hash"`
 
 	// start, when set and TS is empty, is written as ts without first
 	// formatting it into a string.
