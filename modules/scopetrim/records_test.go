@@ -1,8 +1,12 @@
 package scopetrim
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -106,7 +110,7 @@ func TestRecordsUnionOfScopes(t *testing.T) {
 
 func TestRecordsWithoutClaimsReleaseNothing(t *testing.T) {
 	m := newHandler(t, recordsPolicy, nil)
-	res := serve(t, m, get("/v1/contacts"), who([]string{"contacts:read"}, nil), jsonUpstream(200, contactList))
+	res := serve(t, m, get("/v1/contacts"), &sidecar.Identity{Subject: "u1", Scopes: []string{"contacts:read"}}, jsonUpstream(200, contactList))
 	if res.rec.Code != 200 || res.rec.Body.String() != `{"data":[],"next_cursor":"n1"}` {
 		t.Fatalf("%d %s", res.rec.Code, res.rec.Body)
 	}
@@ -279,5 +283,43 @@ func TestRecordsPolicyRefusals(t *testing.T) {
 				t.Fatalf("error %v, want one naming the file and containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestSchemaRecordPathPatternsAgreeWithParser checks the schema's patterns
+// for records.at and records.id against the loader.
+func TestSchemaRecordPathPatternsAgreeWithParser(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "policies", "policy.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Defs struct {
+			Endpoint struct {
+				Properties struct {
+					Records struct {
+						Properties struct {
+							At, ID struct {
+								Pattern string `json:"pattern"`
+							}
+						} `json:"properties"`
+					} `json:"records"`
+				} `json:"properties"`
+			} `json:"endpoint"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(data, &schema); err != nil {
+		t.Fatal(err)
+	}
+	at := regexp.MustCompile(schema.Defs.Endpoint.Properties.Records.Properties.At.Pattern)
+	id := regexp.MustCompile(schema.Defs.Endpoint.Properties.Records.Properties.ID.Pattern)
+	for _, p := range []string{"data", "page.items", `a\.b`, `\#`, "é", "", ".", "a.", "data.#", "#", "*", "a.*", "a..b", "@this", "a|b", `a\`} {
+		_, perr := keyPath(p)
+		if got := id.MatchString(p); got != (perr == nil) {
+			t.Errorf("id %q: schema says %v, loader says %v", p, got, perr)
+		}
+		if got := at.MatchString(p); got != (perr == nil || p == "") {
+			t.Errorf("at %q: schema says %v, loader says %v", p, got, perr)
+		}
 	}
 }
