@@ -145,12 +145,14 @@ func jsonValue(raw []byte) ref.Val {
 	return resultValue(gjson.Parse(unsafeString(raw)))
 }
 
-// resultValue converts what gjson found. Strings are copied: the bytes they
-// were read from are a response body, zeroed once the response is sent.
+// resultValue converts what gjson found. A string without escapes is the
+// record's own bytes, not a copy: a rule's values live only while it is
+// evaluated, during which the body does not change (the body is zeroed
+// only after the response).
 func resultValue(res gjson.Result) ref.Val {
 	switch res.Type {
 	case gjson.String:
-		return types.String(strings.Clone(res.Str))
+		return types.String(res.Str)
 	case gjson.Number:
 		return numberValue(res.Raw)
 	case gjson.True:
@@ -191,3 +193,76 @@ func numberValue(raw string) ref.Val {
 }
 
 var _ traits.Mapper = (*jsonObject)(nil)
+
+// claimsMap is the token's claims as a CEL map that converts each claim
+// once per caller rather than once per record: rules read the same claims
+// for every record of a response.
+type claimsMap struct {
+	claims map[string]any
+	cache  map[string]ref.Val
+	whole  traits.Mapper
+}
+
+// all is the claims as a CEL map, for what needs more than a lookup.
+func (c *claimsMap) all() traits.Mapper {
+	if c.whole == nil {
+		claims := c.claims
+		if claims == nil {
+			claims = map[string]any{}
+		}
+		c.whole = types.NewStringInterfaceMap(types.DefaultTypeAdapter, claims)
+	}
+	return c.whole
+}
+
+// Find implements traits.Mapper.
+func (c *claimsMap) Find(key ref.Val) (ref.Val, bool) {
+	k, ok := key.(types.String)
+	if !ok {
+		return c.all().Find(key)
+	}
+	if v, ok := c.cache[string(k)]; ok {
+		return v, true
+	}
+	raw, ok := c.claims[string(k)]
+	if !ok {
+		return nil, false
+	}
+	v := types.DefaultTypeAdapter.NativeToValue(raw)
+	if c.cache == nil {
+		c.cache = make(map[string]ref.Val, 4)
+	}
+	c.cache[string(k)] = v
+	return v, true
+}
+
+// Get implements traits.Indexer.
+func (c *claimsMap) Get(key ref.Val) ref.Val {
+	v, found := c.Find(key)
+	if !found {
+		return types.NewErr("no such key: %v", key)
+	}
+	return v
+}
+
+// Contains implements traits.Container.
+func (c *claimsMap) Contains(key ref.Val) ref.Val {
+	_, found := c.Find(key)
+	return types.Bool(found)
+}
+
+func (c *claimsMap) Size() ref.Val               { return types.Int(len(c.claims)) }
+func (c *claimsMap) Iterator() traits.Iterator   { return c.all().Iterator() }
+func (c *claimsMap) Equal(other ref.Val) ref.Val { return c.all().Equal(other) }
+func (c *claimsMap) Type() ref.Type              { return types.MapType }
+func (c *claimsMap) Value() any                  { return c.claims }
+
+// ConvertToNative implements ref.Val.
+func (c *claimsMap) ConvertToNative(typeDesc reflect.Type) (any, error) {
+	return c.all().ConvertToNative(typeDesc)
+}
+
+// ConvertToType implements ref.Val.
+func (c *claimsMap) ConvertToType(typeVal ref.Type) ref.Val { return c.all().ConvertToType(typeVal) }
+
+var _ traits.Mapper = (*claimsMap)(nil)

@@ -33,7 +33,7 @@ type recordRules struct {
 	// atPath is at as a gjson path; idPath the gjson path of a record's
 	// id within it, "" without id.
 	atPath, idPath string
-	rules          []rule
+	rules []rule
 	// node is the records array's node (nil when single), path the keys
 	// that lead to it.
 	node *node
@@ -168,10 +168,7 @@ func (f *recordFilter) reset(rr *recordRules, mask uint64, id *sidecar.Identity,
 	}
 	f.act.tenant = tenant
 	if id != nil {
-		f.act.claims, f.act.scopeList = id.Claims, id.Scopes
-	}
-	if f.act.claims == nil {
-		f.act.claims = map[string]any{}
+		f.act.claimVals.claims, f.act.scopeList = id.Claims, id.Scopes
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -35,7 +36,7 @@ func recordsBenchHandler(b testing.TB, rule string) *ScopeTrim {
 // BenchmarkRecords serves the load harness's 10 KB contacts page through
 // scope_trim for a sales rep (contacts:read contacts:pii), with and without
 // record rules, and reports each time as a multiple of the same request
-// without records ("x_fields_only", the bound is 1.5):
+// without records ("x_fields_only", the bound is 1.5; see minRatio):
 //
 //   - one_comparison: record.owner_id != claims.crm_user_id, true for every
 //     record of the page, so the answer is as long as without rules and
@@ -88,7 +89,7 @@ func BenchmarkRecords(b *testing.B) {
 			}
 			b.StopTimer()
 			if c.rule != "" {
-				b.ReportMetric(alternate(serve, fieldsOnly), "x_fields_only")
+				b.ReportMetric(minRatio(serve, fieldsOnly), "x_fields_only")
 			}
 		})
 	}
@@ -106,4 +107,21 @@ func TestRecordsBenchmarkReleasesEveryRecord(t *testing.T) {
 	if plain.rec.Body.String() != judged.rec.Body.String() || judged.decision.RecordsReleased != n || n < 10 {
 		t.Fatalf("released %d of %d records; bodies equal: %v", judged.decision.RecordsReleased, n, plain.rec.Body.String() == judged.rec.Body.String())
 	}
+}
+
+// minRatio is a's time over b's, each the fastest of 40 rounds of 50 runs
+// taken in turns: on a machine shared with other work, the fastest round
+// is the one least disturbed, where alternate's sums carry every pause.
+func minRatio(a, b func()) float64 {
+	best := [2]time.Duration{1 << 62, 1 << 62}
+	for range 40 {
+		for i, f := range []func(){a, b} {
+			t0 := time.Now()
+			for range 50 {
+				f()
+			}
+			best[i] = min(best[i], time.Since(t0))
+		}
+	}
+	return float64(best[0]) / float64(best[1])
 }

@@ -13,10 +13,11 @@ import (
 	"cel.dev/cel-go/interpreter"
 )
 
-// RuleCostLimit bounds what one record rule may cost on one record, in
-// CEL's cost units (cel.CostLimit: roughly one unit per operation, more for
-// string and list work in proportion to their sizes). A rule that passes it
-// fails, and a failed rule counts as false.
+// RuleCostLimit bounds what one record rule that loops (all, exists, map,
+// filter...) may cost on one record, in CEL's cost units (cel.CostLimit:
+// roughly one unit per operation, more for string and list work in
+// proportion to their sizes). A rule that passes it fails, and a failed
+// rule counts as false.
 const RuleCostLimit = 10000
 
 // ruleEnv is the CEL environment every record rule compiles in. Building
@@ -63,13 +64,30 @@ func compileRule(src string) (cel.Program, bool, error) {
 	if out := checked.OutputType(); !out.IsExactType(cel.BoolType) {
 		return nil, false, fmt.Errorf("the rule returns %s, not bool; a rule must decide (compare a value: record.active == true)", out)
 	}
-	prg, err := env.Program(checked,
-		cel.EvalOptions(cel.OptOptimize),
-		cel.CostLimit(RuleCostLimit))
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	if loops(checked.NativeRep().Expr()) {
+		// Only a comprehension (all, exists, exists_one, map, filter) can
+		// make a rule's work grow faster than the values it reads; without
+		// one, a rule costs at most its size times the record's, which
+		// max_body bounds. Tracking cost at run time costs every evaluation
+		// several allocations (interpreter/runtimecost.go), so only rules
+		// that loop pay it.
+		opts = append(opts, cel.CostLimit(RuleCostLimit))
+	}
+	prg, err := env.Program(checked, opts...)
 	if err != nil {
 		return nil, false, err
 	}
 	return prg, isLiteralTrue(checked), nil
+}
+
+// loops reports whether the expression holds a comprehension.
+func loops(e ast.Expr) bool {
+	found := false
+	ast.PreOrderVisit(e, ast.NewExprVisitor(func(e ast.Expr) {
+		found = found || e.Kind() == ast.ComprehensionKind
+	}))
+	return found
 }
 
 // isLiteralTrue reports whether the rule is the constant true.
@@ -104,7 +122,7 @@ func compileRules(src map[string]string, bits map[string]uint64) ([]rule, error)
 type ruleActivation struct {
 	record    jsonObject
 	nonObject ref.Val // the record, when it is not a JSON object
-	claims    map[string]any
+	claimVals claimsMap
 	tenant    string
 	scopeList []string
 
@@ -121,7 +139,7 @@ func (a *ruleActivation) ResolveName(name string) (any, bool) {
 		}
 		return &a.record, true
 	case "claims":
-		return a.claims, true
+		return &a.claimVals, true
 	case "tenant":
 		if a.tenantVal == nil {
 			a.tenantVal = types.String(a.tenant)
