@@ -33,7 +33,7 @@ type recordRules struct {
 	// atPath is at as a gjson path; idPath the gjson path of a record's
 	// id within it, "" without id.
 	atPath, idPath string
-	rules []rule
+	rules          []rule
 	// node is the records array's node (nil when single), path the keys
 	// that lead to it.
 	node *node
