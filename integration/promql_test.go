@@ -47,8 +47,10 @@ var promGroupingKeywords = map[string]bool{"by": true, "without": true, "on": tr
 
 var promOperatorKeywords = map[string]bool{"and": true, "or": true, "unless": true, "bool": true, "offset": true}
 
-func isIdentStart(c byte) bool { return c == '_' || c == ':' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
-func isIdentChar(c byte) bool  { return isIdentStart(c) || c >= '0' && c <= '9' }
+func isIdentStart(c byte) bool {
+	return c == '_' || c == ':' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+func isIdentChar(c byte) bool { return isIdentStart(c) || c >= '0' && c <= '9' }
 
 // parsePromQL returns the selectors and grouping labels of expr.
 func parsePromQL(expr string) (promQuery, error) {
