@@ -134,13 +134,32 @@ func SplitRow(line string) []string {
 
 var codeSpan = regexp.MustCompile("`([^`]+)`")
 
-// Code returns the contents of the code spans in s, in order.
+// Code returns the contents of the code spans in s, in order; a span that
+// breaks across lines is joined with a space.
 func Code(s string) []string {
 	var out []string
 	for _, m := range codeSpan.FindAllStringSubmatch(s, -1) {
-		out = append(out, m[1])
+		out = append(out, strings.Join(strings.Fields(m[1]), " "))
 	}
 	return out
+}
+
+// Prose returns the page's text without its fenced code blocks, so that
+// code spans can be read without the fences' backticks in the way.
+func (p *Page) Prose() string {
+	var b strings.Builder
+	inFence := false
+	for _, line := range strings.Split(p.Text, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			inFence = !inFence
+			continue
+		}
+		if !inFence {
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }
 
 // TablesIn returns the page's tables under a heading that starts with
