@@ -502,3 +502,54 @@ func TestDocsGoCommandsNameRealThings(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsNameRealFilesAndTests: a code span that names a repository path
+// (`policies/crm.json`, `caddyfiles/test/`) names one that exists, and one
+// that names a test, benchmark or fuzz target names a function that exists.
+func TestDocsNameRealFilesAndTests(t *testing.T) {
+	funcs := map[string]bool{}
+	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".") && path != ".") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() {
+			for _, f := range testFuncs(t, path) {
+				funcs[f] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := []string{"caddyfiles/", "policies/", "deploy/", "modules/", "internal/", "integration/", "cmd/", "scripts/", "docs/", ".ci/"}
+	testName := regexp.MustCompile(`^(Test|Benchmark|Fuzz)[A-Z]\w*$`)
+	lineSuffix := regexp.MustCompile(`:[0-9]+$`)
+	paths, tests := 0, 0
+	for _, p := range loadPages(t) {
+		for _, span := range docscheck.Code(p.Prose()) {
+			for _, word := range strings.Fields(span) {
+				word = strings.Trim(word, ",;:()")
+				word = lineSuffix.ReplaceAllString(word, "") // file:line
+				switch {
+				case testName.MatchString(word):
+					tests++
+					if !funcs[word] {
+						t.Errorf("%s names %s, which no test file defines", p.Path, word)
+					}
+				case slices.ContainsFunc(roots, func(r string) bool { return strings.HasPrefix(word, r) }) && !strings.ContainsAny(word, "<{"):
+					paths++
+					if matches, _ := filepath.Glob(strings.TrimSuffix(word, "/")); len(matches) == 0 {
+						t.Errorf("%s names %s, which does not exist", p.Path, word)
+					}
+				}
+			}
+		}
+	}
+	if paths < 10 || tests < 5 {
+		t.Fatalf("checked only %d paths and %d test names", paths, tests)
+	}
+}
