@@ -301,6 +301,11 @@ func TestDashboardAndAlertRulesQueryExposedMetrics(t *testing.T) {
 	if scrape["sidecar_requests_total"]["reason"]["upstream_error"] {
 		t.Error("the connector's own error answer was counted with reason upstream_error; docs/reasons.md says it is allow/ok")
 	}
+	// docs/operations.md: Caddy measures whole server routes, so a site's
+	// requests carry handler "subroute", never the name of a sidecar module.
+	if handlers := scrape["caddy_http_request_duration_seconds_count"]["handler"]; !handlers["subroute"] || handlers["audit_log"] {
+		t.Errorf("caddy_http_request_duration_seconds handler values %v; docs/operations.md says a site's requests carry subroute", handlers)
+	}
 	codes := reasonCodeSet(t)
 	isReason := func(s string) bool { return codes[s] }
 
