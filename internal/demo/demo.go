@@ -35,11 +35,12 @@ Runs the privacy sidecar's main job on this machine alone: a development OIDC
 issuer and a sample CRM connector with two tenants start on loopback, the
 sidecar runs from caddyfiles/demo.Caddyfile and policies/ (run it from the
 repository's top directory), and the same request is shown under different
-tokens: full access, no personal data, hashed email, another tenant's data,
-a disconnected integration. The CRM only accepts each tenant's own OAuth
-token, which the sidecar obtains after the tenant connected the integration
-through the admin API; a tenant then disconnects it. It ends by verifying
-the audit log's chain.
+tokens: full access, a sales rep who sees only their team's contacts and no
+personal data, hashed email, another rep's contact, an allowed and a refused
+write, another tenant's data, a disconnected integration. The CRM only
+accepts each tenant's own OAuth token, which the sidecar obtains after the
+tenant connected the integration through the admin API; a tenant then
+disconnects it. It ends by verifying the audit log's chain.
 
 It exits non-zero if the sidecar did not behave as shown.
 
@@ -103,6 +104,7 @@ type world struct {
 	listen   string
 	issuer   *devidp.Issuer
 	upstream *http.Server
+	crm      *democrm.CRM
 	upAddr   string
 	audit    string
 	// oauth is the CRM's authorization server; adminAddr the sidecar's
@@ -133,9 +135,10 @@ func startWorld(dir, listen string) (*world, error) {
 		oauth.Close()
 		return nil, err
 	}
-	up := &http.Server{Handler: oauth.Guard(democrm.Handler()), ReadHeaderTimeout: 5 * time.Second}
+	crm := democrm.New()
+	up := &http.Server{Handler: oauth.Guard(crm), ReadHeaderTimeout: 5 * time.Second}
 	go up.Serve(ln)
-	w := &world{dir: dir, listen: listen, issuer: iss, upstream: up, upAddr: ln.Addr().String(), audit: filepath.Join(dir, "audit.jsonl"),
+	w := &world{dir: dir, listen: listen, issuer: iss, upstream: up, crm: crm, upAddr: ln.Addr().String(), audit: filepath.Join(dir, "audit.jsonl"),
 		oauth: oauth, adminAddr: adminAddr}
 	if err := writeRegistry(filepath.Join(dir, "tenants.json"), iss.URL); err != nil {
 		w.close()

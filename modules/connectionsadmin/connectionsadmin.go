@@ -25,7 +25,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/alysio/privacy-sidecar/modules/connections"
+	"github.com/alysio/privacy-sidecar/modules/connectorauth"
 )
 
 func init() {
@@ -62,7 +62,7 @@ func (a *Admin) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch {
 	case r.Method == http.MethodGet && connector == "":
-		list, err := connections.TenantStatus(r.Context(), tenant)
+		list, err := connectorauth.TenantStatus(r.Context(), tenant)
 		if err != nil {
 			return fail(err)
 		}
@@ -92,7 +92,7 @@ func (a *Admin) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		return answer(w, http.StatusOK, statusAnswer{Tenant: tenant, Status: *s})
 	case r.Method == http.MethodDelete && connector == "":
-		receipts, err := connections.DisconnectTenant(r.Context(), tenant)
+		receipts, err := connectorauth.DisconnectTenant(r.Context(), tenant)
 		if err != nil {
 			return fail(err)
 		}
@@ -115,7 +115,7 @@ func (a *Admin) serve(w http.ResponseWriter, r *http.Request) error {
 // statusAnswer is one connection's state, with its tenant.
 type statusAnswer struct {
 	Tenant string `json:"tenant"`
-	connections.Status
+	connectorauth.Status
 }
 
 // parsePath splits /sidecar/connections/<tenant>[/<connector>].
@@ -125,19 +125,19 @@ func parsePath(p string) (tenant, connector string, err error) {
 		return "", "", errors.New("not a connections path")
 	}
 	tenant, connector, _ = strings.Cut(rest, "/")
-	if !connections.ValidName(tenant) {
+	if !connectorauth.ValidName(tenant) {
 		return "", "", errors.New("the path must be /sidecar/connections/<tenant>[/<connector>], with names of letters, digits, '-', '_' and '.'")
 	}
-	if connector != "" && !connections.ValidName(connector) {
+	if connector != "" && !connectorauth.ValidName(connector) {
 		return "", "", errors.New("the connector in the path is not a valid name")
 	}
 	return tenant, connector, nil
 }
 
-func lookup(name string) (*connections.Connector, error) {
-	c := connections.Lookup(name)
+func lookup(name string) (*connectorauth.Connector, error) {
+	c := connectorauth.Lookup(name)
 	if c == nil {
-		return nil, apiError(http.StatusNotFound, fmt.Errorf("connector %q: %w", name, connections.ErrUnknownConnector))
+		return nil, apiError(http.StatusNotFound, fmt.Errorf("connector %q: %w", name, connectorauth.ErrUnknownConnector))
 	}
 	return c, nil
 }
@@ -145,8 +145,8 @@ func lookup(name string) (*connections.Connector, error) {
 // readCredential reads a connect request's body: one JSON object with
 // refresh_token, or client_id and client_secret, each once and a string.
 // Errors never repeat what was sent.
-func readCredential(r *http.Request) (connections.Credential, error) {
-	var cred connections.Credential
+func readCredential(r *http.Request) (connectorauth.Credential, error) {
+	var cred connectorauth.Credential
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
 		return cred, errors.New("the body could not be read")
@@ -208,7 +208,7 @@ func answer(w http.ResponseWriter, status int, v any) error {
 // fail maps an operation's error to an answer: 400 for a request that is
 // wrong, 503 for storage or the audit log.
 func fail(err error) error {
-	var in *connections.InputError
+	var in *connectorauth.InputError
 	if errors.As(err, &in) {
 		return apiError(http.StatusBadRequest, err)
 	}

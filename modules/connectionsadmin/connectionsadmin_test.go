@@ -12,7 +12,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
-	"github.com/alysio/privacy-sidecar/modules/connections"
+	"github.com/alysio/privacy-sidecar/modules/connectorauth"
 )
 
 func serve(t *testing.T, method, path, body string) (int, string) {
@@ -32,14 +32,14 @@ func serve(t *testing.T, method, path, body string) (int, string) {
 }
 
 func TestAdminAPI(t *testing.T) {
-	mgr := connections.NewManager(&certmagic.FileStorage{Path: t.TempDir()}, zap.NewNop())
+	mgr := connectorauth.NewManager(&certmagic.FileStorage{Path: t.TempDir()}, zap.NewNop())
 	t.Cleanup(func() { mgr.Destruct() })
-	c, err := connections.NewConnector(connections.Settings{Name: "crm", TokenURL: "http://127.0.0.1:9/token", ClientID: "platform",
-		Grant: connections.GrantRefreshToken, Key: "test-only-connections-key-0123456789abcdef"}, mgr, zap.NewNop())
+	c, err := connectorauth.NewConnector(connectorauth.Settings{Name: "crm", TokenURL: "http://127.0.0.1:9/token", ClientID: "platform",
+		Grant: connectorauth.GrantRefreshToken, Key: "test-only-connections-key-0123456789abcdef"}, mgr, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(connections.Register(c))
+	t.Cleanup(connectorauth.Register(c))
 	secret := "rt-never-echoed-31337"
 
 	status, body := serve(t, http.MethodPut, "/sidecar/connections/acme/crm", `{"refresh_token":"`+secret+`"}`)
@@ -50,7 +50,7 @@ func TestAdminAPI(t *testing.T) {
 	status, body = serve(t, http.MethodGet, "/sidecar/connections/acme", "")
 	var list struct {
 		Tenant      string               `json:"tenant"`
-		Connections []connections.Status `json:"connections"`
+		Connections []connectorauth.Status `json:"connections"`
 	}
 	if status != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list.Connections) != 1 || list.Connections[0].State != "connected" || list.Connections[0].ConnectedAt.IsZero() {
 		t.Fatalf("GET: %d %s", status, body)

@@ -26,7 +26,6 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/net/http/httpguts"
 
-	"github.com/alysio/privacy-sidecar/modules/connections"
 	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
@@ -113,8 +112,8 @@ type ConnectorAuth struct {
 	ReusableRefreshTokens bool `json:"reusable_refresh_tokens,omitempty"`
 
 	headerKey  string
-	conn       *connections.Connector
-	mgr        *connections.Manager
+	conn       *Connector
+	mgr        *Manager
 	unregister func()
 	logger     *zap.Logger
 }
@@ -149,7 +148,7 @@ func (m *ConnectorAuth) Provision(ctx caddy.Context) error {
 		}
 		return out, nil
 	}
-	s := connections.Settings{
+	s := Settings{
 		Name: m.Connector, Grant: m.Grant, Scopes: m.Scopes, ClientAuth: m.ClientAuth,
 		TokenTimeout: time.Duration(m.TokenTimeout), RevocationTimeout: time.Duration(m.RevocationTimeout),
 		RetryAfter: time.Duration(m.RetryAfter), ReusableRefreshTokens: m.ReusableRefreshTokens,
@@ -170,16 +169,16 @@ func (m *ConnectorAuth) Provision(ctx caddy.Context) error {
 	if s.Key, err = resolve("key", m.Key, true); err != nil {
 		return err
 	}
-	if m.mgr, err = connections.OpenManager(ctx); err != nil {
+	if m.mgr, err = OpenManager(ctx); err != nil {
 		return fmt.Errorf("connector_auth %s: %v", m.Connector, err)
 	}
-	if m.conn, err = connections.NewConnector(s, m.mgr, m.logger); err != nil {
+	if m.conn, err = NewConnector(s, m.mgr, m.logger); err != nil {
 		return fmt.Errorf("connector_auth: %v", err)
 	}
-	if err := connections.RegisterMetrics(ctx.GetMetricsRegistry()); err != nil {
+	if err := RegisterMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
-	m.unregister = connections.Register(m.conn)
+	m.unregister = Register(m.conn)
 	if m.headerKey != "Authorization" {
 		// Caddy's logs (reverse_proxy's error log writes the proxied
 		// request) redact Authorization but no other header
@@ -197,7 +196,7 @@ func (m *ConnectorAuth) checkConfig() error {
 	switch {
 	case m.Connector == "":
 		return errors.New("connector_auth: connector is required: the connector's name, as in the tenant registry")
-	case !connections.ValidName(m.Connector):
+	case !ValidName(m.Connector):
 		return fmt.Errorf("connector_auth: connector %q may contain only letters, digits, '-', '_' and '.', and may not start with '.'", m.Connector)
 	case m.Key == "":
 		return fmt.Errorf("connector_auth %s: key is required (e.g. `key {env.SIDECAR_CONNECTIONS_KEY}`): it encrypts the stored credentials", m.Connector)
@@ -205,7 +204,7 @@ func (m *ConnectorAuth) checkConfig() error {
 		return fmt.Errorf("connector_auth %s: token_url is required", m.Connector)
 	}
 	switch m.Grant {
-	case connections.GrantRefreshToken, connections.GrantClientCredentials:
+	case GrantRefreshToken, GrantClientCredentials:
 	default:
 		return fmt.Errorf("connector_auth %s: grant must be refresh_token or client_credentials, not %q", m.Connector, m.Grant)
 	}
@@ -269,7 +268,7 @@ func (m *ConnectorAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	}
 	lease, err := m.conn.Acquire(r.Context(), tenant, requestID)
 	if err != nil {
-		var refusal *connections.Refusal
+		var refusal *Refusal
 		if !errors.As(err, &refusal) {
 			return caddyhttp.Error(499, err) // the client went away while waiting
 		}
@@ -375,9 +374,9 @@ func retryAfter(d time.Duration) string {
 // when nothing did (the client went away, or the request finished).
 func interruptedBy(cause error) string {
 	switch {
-	case errors.Is(cause, connections.ErrDisconnected):
+	case errors.Is(cause, ErrDisconnected):
 		return sidecar.InterruptedByDisconnect
-	case errors.Is(cause, connections.ErrUnconfirmed):
+	case errors.Is(cause, ErrUnconfirmed):
 		return sidecar.InterruptedByUnconfirmed
 	}
 	return ""

@@ -18,7 +18,6 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
-	"github.com/alysio/privacy-sidecar/modules/connections"
 	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
@@ -68,10 +67,10 @@ func (s *tokenServer) issue() string {
 // handler builds a provisioned-equivalent handler on its own manager.
 func handler(t *testing.T, srv *tokenServer, header string) *ConnectorAuth {
 	t.Helper()
-	mgr := connections.NewManager(&certmagic.FileStorage{Path: t.TempDir()}, zap.NewNop())
+	mgr := NewManager(&certmagic.FileStorage{Path: t.TempDir()}, zap.NewNop())
 	t.Cleanup(func() { mgr.Destruct() })
-	conn, err := connections.NewConnector(connections.Settings{
-		Name: "crm", TokenURL: srv.URL, ClientID: "platform", ClientSecret: "s", Grant: connections.GrantRefreshToken, Key: testKey,
+	conn, err := NewConnector(Settings{
+		Name: "crm", TokenURL: srv.URL, ClientID: "platform", ClientSecret: "s", Grant: GrantRefreshToken, Key: testKey,
 	}, mgr, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +134,7 @@ func problemReason(t *testing.T, body []byte) string {
 func TestInjectsTheTenantsTokenNotTheCallers(t *testing.T) {
 	srv := newTokenServer(t)
 	m := handler(t, srv, "X-Crm-Token")
-	if _, err := m.conn.Connect(context.Background(), "acme", connections.Credential{RefreshToken: srv.issue()}); err != nil {
+	if _, err := m.conn.Connect(context.Background(), "acme", Credential{RefreshToken: srv.issue()}); err != nil {
 		t.Fatal(err)
 	}
 	caller := "caller-token-must-not-reach-the-connector"
@@ -211,7 +210,7 @@ func TestDisconnectedIsASecurityEvent(t *testing.T) {
 	srv := newTokenServer(t)
 	m := handler(t, srv, "")
 	ctx := context.Background()
-	if _, err := m.conn.Connect(ctx, "acme", connections.Credential{RefreshToken: srv.issue()}); err != nil {
+	if _, err := m.conn.Connect(ctx, "acme", Credential{RefreshToken: srv.issue()}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.conn.Disconnect(ctx, "acme"); err != nil {
@@ -233,7 +232,7 @@ func TestDisconnectedIsASecurityEvent(t *testing.T) {
 func TestUpstream401DropsTheToken(t *testing.T) {
 	srv := newTokenServer(t)
 	m := handler(t, srv, "")
-	if _, err := m.conn.Connect(context.Background(), "acme", connections.Credential{RefreshToken: srv.issue()}); err != nil {
+	if _, err := m.conn.Connect(context.Background(), "acme", Credential{RefreshToken: srv.issue()}); err != nil {
 		t.Fatal(err)
 	}
 	serve := func(status int) string {
@@ -284,7 +283,7 @@ func TestDisconnectCutsRequestsInFlight(t *testing.T) {
 		srv := newTokenServer(t)
 		m := handler(t, srv, "")
 		ctx := context.Background()
-		if _, err := m.conn.Connect(ctx, "acme", connections.Credential{RefreshToken: srv.issue()}); err != nil {
+		if _, err := m.conn.Connect(ctx, "acme", Credential{RefreshToken: srv.issue()}); err != nil {
 			t.Fatal(err)
 		}
 		r, d := request("acme", "crm")

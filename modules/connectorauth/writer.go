@@ -7,8 +7,6 @@ import (
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-
-	"github.com/alysio/privacy-sidecar/modules/connections"
 )
 
 // errCut is what a write gets once the request was cut.
@@ -19,7 +17,7 @@ var errCut = errors.New("connector_auth: the request was cut because its connect
 type connWriter struct {
 	*caddyhttp.ResponseWriterWrapper
 	ctx   context.Context
-	lease *connections.Lease
+	lease *Lease
 	// sent is set once anything of the answer went toward the client.
 	sent bool
 }

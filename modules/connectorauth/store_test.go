@@ -1,4 +1,4 @@
-package connections
+package connectorauth
 
 import (
 	"bytes"
@@ -14,8 +14,6 @@ import (
 
 	"github.com/caddyserver/certmagic"
 )
-
-const testKey = "test-only-connections-key-0123456789abcdef"
 
 func testStore(t *testing.T) (*store, string) {
 	t.Helper()
