@@ -49,7 +49,7 @@ func TestAdminAPI(t *testing.T) {
 	answers := []string{body}
 	status, body = serve(t, http.MethodGet, "/sidecar/connections/acme", "")
 	var list struct {
-		Tenant      string               `json:"tenant"`
+		Tenant      string                 `json:"tenant"`
 		Connections []connectorauth.Status `json:"connections"`
 	}
 	if status != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list.Connections) != 1 || list.Connections[0].State != "connected" || list.Connections[0].ConnectedAt.IsZero() {
