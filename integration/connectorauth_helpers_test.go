@@ -300,7 +300,7 @@ func newConnectorWorld(t *testing.T, lifetime time.Duration) *connectorWorld {
 	if err := os.WriteFile(w.tenants, []byte(registry), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w.callerTok = w.iss.MustMint(w.iss.AccessClaims("rep-12", "connector-api", devidp.Claims{"tenant_id": "acme", "scope": "contacts:read"}))
+	w.callerTok = w.iss.MustMint(w.iss.AccessClaims("rep-12", "connector-api", devidp.Claims{"tenant_id": "acme", "scope": "contacts:read", "crm_user_id": "u_17"}))
 	return w
 }
 

@@ -48,7 +48,7 @@ func connectTour(out *printer, w *world) bool {
 
 // disconnectTour has globex use, then disconnect, its integration.
 func disconnectTour(out *printer, w *world, first int) bool {
-	token := w.issuer.MustMint(w.issuer.AccessClaims("rep-40", "connector-api", devidp.Claims{"tenant_id": "globex", "scope": "contacts:read"}))
+	token := w.issuer.MustMint(w.issuer.AccessClaims("rep-40", "connector-api", devidp.Claims{"tenant_id": "globex", "scope": "contacts:read", "crm_user_id": "u_90"}))
 	globex := map[string]string{"X-Tenant-ID": "globex"}
 	ok := runScenario(out, w, first, scenario{
 		title: "A globex sales rep reads its contacts through the connected CRM",
