@@ -280,7 +280,7 @@ func (m *ConnectorAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 		}
 		return m.refuse(w, r, refusal.Status, refusal.Reason, refusal.Detail)
 	}
-	r.Header[m.headerKey] = []string{"Bearer " + lease.AccessToken}
+	r.Header[m.headerKey] = lease.Header
 
 	ctx, cancel := context.WithCancelCause(r.Context())
 	stop := context.AfterFunc(lease.Live, func() { cancel(context.Cause(lease.Live)) })

@@ -32,7 +32,7 @@ type tokenServer struct {
 	valid map[string]bool
 }
 
-func newTokenServer(t *testing.T) *tokenServer {
+func newTokenServer(t testing.TB) *tokenServer {
 	s := &tokenServer{valid: map[string]bool{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
@@ -65,7 +65,7 @@ func (s *tokenServer) issue() string {
 }
 
 // handler builds a provisioned-equivalent handler on its own manager.
-func handler(t *testing.T, srv *tokenServer, header string) *ConnectorAuth {
+func handler(t testing.TB, srv *tokenServer, header string) *ConnectorAuth {
 	t.Helper()
 	mgr := NewManager(&certmagic.FileStorage{Path: t.TempDir()}, zap.NewNop())
 	t.Cleanup(func() { mgr.Destruct() })

@@ -77,7 +77,8 @@ func (e *entry) cutInFlight(cause error) {
 
 // accessToken is an access token cached in memory only.
 type accessToken struct {
-	value string
+	value  string
+	header []string // {"Bearer " + value}, made once
 	// refreshAt is when it is no longer handed out: shortly before expiry.
 	refreshAt time.Time
 	// generation and fingerprint tie it to the connection and connector

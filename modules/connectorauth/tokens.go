@@ -34,6 +34,10 @@ const (
 type Lease struct {
 	// AccessToken is the tenant's access token for the connected system.
 	AccessToken string
+	// Header is the header value to send, []string{"Bearer " + AccessToken},
+	// shared by every request on the token (its capacity is its length, so
+	// an append copies it).
+	Header []string
 	// Live is cancelled when the request must stop: context.Cause is
 	// ErrDisconnected when the connection was disconnected, ErrUnconfirmed
 	// when this replica lost sight of storage.
@@ -57,20 +61,20 @@ func (l *Lease) Unauthorized() {
 // the request cannot be served (or ctx's error when the caller went away).
 // It refreshes the access token when there is none usable, once for all
 // concurrent requests.
-func (c *Connector) Acquire(ctx context.Context, tenant, requestID string) (*Lease, error) {
+func (c *Connector) Acquire(ctx context.Context, tenant, requestID string) (Lease, error) {
 	if !ValidName(tenant) {
-		return nil, refuseDisconnected(false)
+		return Lease{}, refuseDisconnected(false)
 	}
 	m := c.mgr
 	if !m.fresh() {
 		if err := m.pollOnce(ctx); err != nil {
-			return nil, refuseUnavailable(detailUnconfirmed, c.RetryAfter)
+			return Lease{}, refuseUnavailable(detailUnconfirmed, c.RetryAfter)
 		}
 	}
 	e := m.entry(tenant, c.Name)
 	if err := c.ensureLoaded(e); err != nil {
 		c.logger.Error("cannot read the connection from storage", zap.String("tenant", tenant), zap.Error(err))
-		return nil, refuseUnavailable(detailStorage, c.RetryAfter)
+		return Lease{}, refuseUnavailable(detailStorage, c.RetryAfter)
 	}
 	for range 2 { // a refresh that found the state changed is followed by one more look
 		e.mu.Lock()
@@ -78,22 +82,22 @@ func (c *Connector) Acquire(ctx context.Context, tenant, requestID string) (*Lea
 		case StateConnected:
 		case StateReauthorizationRequired:
 			e.mu.Unlock()
-			return nil, refuseReauthorization()
+			return Lease{}, refuseReauthorization()
 		default:
 			ever := e.endedGeneration != "" || !e.stored.DisconnectedAt.IsZero()
 			e.mu.Unlock()
-			return nil, refuseDisconnected(ever)
+			return Lease{}, refuseDisconnected(ever)
 		}
 		now := time.Now()
 		if e.token.usable(now, e.generation, c.fingerprint) {
-			l := &Lease{AccessToken: e.token.value, Live: e.live, e: e, tok: e.token}
+			l := Lease{AccessToken: e.token.value, Header: e.token.header, Live: e.live, e: e, tok: e.token}
 			e.mu.Unlock()
 			return l, nil
 		}
 		if now.Before(e.failedUntil) && e.failure != nil {
 			r := *e.failure
 			e.mu.Unlock()
-			return nil, &r
+			return Lease{}, &r
 		}
 		gen := e.generation
 		e.mu.Unlock()
@@ -106,7 +110,7 @@ func (c *Connector) Acquire(ctx context.Context, tenant, requestID string) (*Lea
 		case r := <-ch:
 			res = singleflightResult{r.Val, r.Err}
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return Lease{}, ctx.Err()
 		}
 		if res.err != nil {
 			if errors.Is(res.err, errStateChanged) {
@@ -114,20 +118,20 @@ func (c *Connector) Acquire(ctx context.Context, tenant, requestID string) (*Lea
 			}
 			var r *Refusal
 			if errors.As(res.err, &r) {
-				return nil, r
+				return Lease{}, r
 			}
-			return nil, refuseUnavailable(detailTokenEndpoint, c.RetryAfter)
+			return Lease{}, refuseUnavailable(detailTokenEndpoint, c.RetryAfter)
 		}
 		tok := res.val.(*accessToken)
 		e.mu.Lock()
 		if e.state == StateConnected && e.generation == tok.generation {
-			l := &Lease{AccessToken: tok.value, Live: e.live, e: e, tok: tok}
+			l := Lease{AccessToken: tok.value, Header: tok.header, Live: e.live, e: e, tok: tok}
 			e.mu.Unlock()
 			return l, nil
 		}
 		e.mu.Unlock()
 	}
-	return nil, refuseUnavailable(detailTokenEndpoint, c.RetryAfter)
+	return Lease{}, refuseUnavailable(detailTokenEndpoint, c.RetryAfter)
 }
 
 type singleflightResult struct {
@@ -222,7 +226,8 @@ func (c *Connector) refresh(e *entry, gen, requestID string) (*accessToken, erro
 		}
 	}
 
-	at := &accessToken{value: tok.AccessToken, refreshAt: refreshAt(now, tok.Expiry), generation: gen, fingerprint: c.fingerprint}
+	at := &accessToken{value: tok.AccessToken, header: []string{"Bearer " + tok.AccessToken}[:1:1],
+		refreshAt: refreshAt(now, tok.Expiry), generation: gen, fingerprint: c.fingerprint}
 	e.mu.Lock()
 	if e.state == StateConnected && e.generation == gen {
 		e.token = at

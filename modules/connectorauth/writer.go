@@ -17,7 +17,7 @@ var errCut = errors.New("connector_auth: the request was cut because its connect
 type connWriter struct {
 	*caddyhttp.ResponseWriterWrapper
 	ctx   context.Context
-	lease *Lease
+	lease Lease
 	// sent is set once anything of the answer went toward the client.
 	sent bool
 }
