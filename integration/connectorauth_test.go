@@ -488,3 +488,57 @@ func TestConnectorAuthRequestRacingDisconnect(t *testing.T) {
 	}
 	t.Logf("%d requests served, %d refused after the DELETE answered", before, after)
 }
+
+// TestConnectorAuthAcrossReload: a config reload keeps the cached access
+// token (no new refresh) and the requests in flight under the old config:
+// a disconnect after the reload still cuts an export that started before it.
+func TestConnectorAuthAcrossReload(t *testing.T) {
+	w := newConnectorWorld(t, time.Hour)
+	sc := w.start(t)
+	w.connect(t, sc, w.op.authorize(t))
+	if resp, body := w.get(t, sc, "/v1/contacts"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("before the reload: %d %s", resp.StatusCode, body)
+	}
+	refreshes := w.op.tokenRequests.Load()
+	started, done := w.startExport(t, sc)
+	<-started
+
+	src, err := os.ReadFile(filepath.Join(repoRoot, "caddyfiles/test/connector_auth.Caddyfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(src), "retry_after 3s", "retry_after 4s", 1)
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(path, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := sc.Reload(path); err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	if resp, body := w.get(t, sc, "/v1/contacts"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the reload: %d %s", resp.StatusCode, body)
+	}
+	if n := w.op.tokenRequests.Load(); n != refreshes {
+		t.Errorf("%d token requests after the reload: the cached access token was lost", n-refreshes)
+	}
+
+	select {
+	case run := <-done:
+		t.Fatalf("the reload ended the export (%d records, %v)", run.records, run.err)
+	case <-time.After(300 * time.Millisecond): // still streaming under the old config
+	}
+	if status, body := admin(t, sc, http.MethodDelete, "/sidecar/connections/acme/crm", ""); status != http.StatusOK {
+		t.Fatalf("DELETE after the reload: %d %s", status, body)
+	}
+	select {
+	case run := <-done:
+		if run.err == nil {
+			t.Error("the export started before the reload ended cleanly; it must be cut")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the export started before the reload was not cut by the disconnect")
+	}
+	if resp, _ := w.get(t, sc, "/v1/contacts"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("after the disconnect: %d", resp.StatusCode)
+	}
+}
