@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
@@ -487,5 +490,86 @@ func TestTenantClientCredentials(t *testing.T) {
 	r := refusalOf(t, func() error { _, err := c.Acquire(ctx, "globex", ""); return err }())
 	if r.Reason != sidecar.ReasonConnectorReauthorizationRequired {
 		t.Fatalf("refused client credentials: %+v", r)
+	}
+}
+
+// TestTokenEndpointRedirectIsNotFollowed: a token endpoint that redirects
+// does not get the refresh token resent wherever it points.
+func TestTokenEndpointRedirectIsNotFollowed(t *testing.T) {
+	var stolen atomic.Int64
+	thief := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.PostFormValue("refresh_token") != "" {
+			stolen.Add(1)
+		}
+	}))
+	t.Cleanup(thief.Close)
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, thief.URL, http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirector.Close)
+	m := newManager("test:redirect", &certmagic.FileStorage{Path: t.TempDir()}, zap.NewNop())
+	t.Cleanup(func() { m.Destruct() })
+	c, err := NewConnector(Settings{Name: "crm", TokenURL: redirector.URL, ClientID: "platform", Grant: GrantRefreshToken, Key: testKey}, m, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.Connect(ctx, "acme", Credential{RefreshToken: "rt-must-stay-home"}); err != nil {
+		t.Fatal(err)
+	}
+	r := refusalOf(t, func() error { _, err := c.Acquire(ctx, "acme", ""); return err }())
+	if r.Reason != sidecar.ReasonConnectorTokenUnavailable {
+		t.Fatalf("%+v", r)
+	}
+	if stolen.Load() != 0 {
+		t.Fatal("the redirect was followed with the refresh token")
+	}
+}
+
+// TestNoSecretInLogs: what the sidecar logs about connects, refreshes,
+// failures (an endpoint that echoes the refresh token in its error text)
+// and disconnects holds no token and no secret.
+func TestNoSecretInLogs(t *testing.T) {
+	srv := newOAuthServer(t)
+	core, logs := observer.New(zapcore.DebugLevel)
+	m := newManager("test:logs", &certmagic.FileStorage{Path: t.TempDir()}, zap.New(core))
+	t.Cleanup(func() { m.Destruct() })
+	c, err := NewConnector(Settings{Name: "crm", TokenURL: srv.URL + "/token", RevocationURL: srv.URL + "/revoke",
+		ClientID: "platform", ClientSecret: "platform-secret", Grant: GrantRefreshToken, Key: testKey}, m, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	good := srv.issue()
+	secrets := []string{good, "platform-secret", testKey, "rt-echoed-by-the-endpoint"}
+	if _, err := c.Connect(ctx, "acme", Credential{RefreshToken: good}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Acquire(ctx, "acme", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets = append(secrets, l.AccessToken)
+	srv.setMode("down")
+	l.Unauthorized() // the next request refreshes, against an endpoint that is down
+	_, _ = c.Acquire(ctx, "acme", "")
+	srv.setMode("")
+	if _, err := c.Disconnect(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Connect(ctx, "globex", Credential{RefreshToken: "rt-echoed-by-the-endpoint"}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Acquire(ctx, "globex", "") // invalid_grant, with the token in error_description
+	if logs.Len() == 0 {
+		t.Fatal("nothing was logged")
+	}
+	for _, entry := range logs.All() {
+		text := entry.Message + fmt.Sprint(entry.ContextMap())
+		for _, s := range secrets {
+			if strings.Contains(text, s) {
+				t.Errorf("log %q holds a secret", text)
+			}
+		}
 	}
 }
