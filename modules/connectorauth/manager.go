@@ -259,8 +259,8 @@ func (m *Manager) entry(tenant, connector string) *entry {
 
 // apply makes the entry reflect what storage says, cutting requests in
 // flight and purging the cached access token when the connection stopped
-// being usable or became another generation. It returns the access token
-// that was purged because the connection was disconnected, for revocation.
+// being usable or became another generation. An access token purged
+// because another replica disconnected the connection is revoked.
 func (m *Manager) apply(c *Connector, e *entry, conn *Connection, mk *marker) {
 	state := effectiveState(conn, mk)
 	gen := ""
