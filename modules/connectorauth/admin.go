@@ -92,7 +92,7 @@ func (c *Connector) Connect(ctx context.Context, tenant string, cred Credential)
 	if err := st.deleteMarker(ctx, tenant, c.Name); err != nil {
 		c.logger.Warn("cannot delete an old disconnect marker (it names an ended generation and is ignored)", zap.Error(err))
 	}
-	e := m.entry(tenant, c.Name)
+	e := m.entry(c, tenant)
 	m.applyNow(c, e, conn, nil)
 	if err := st.changed(ctx); err != nil {
 		c.logger.Error("cannot announce the connect to other replicas; they see it at their next change", zap.Error(err))
@@ -156,7 +156,7 @@ func (c *Connector) Disconnect(ctx context.Context, tenant string) (*Receipt, er
 	defer cancel()
 	now := time.Now().UTC()
 	r := &Receipt{Tenant: tenant, Connector: c.Name, DisconnectedAt: now, Revoked: []string{}, RevocationErrors: []string{}}
-	e := m.entry(tenant, c.Name)
+	e := m.entry(c, tenant)
 
 	// 1. Mark: this replica at once, then storage for the others.
 	conn, mk, err := st.load(ctx, c.keys, tenant, c.Name)
@@ -255,7 +255,7 @@ func (c *Connector) Status(ctx context.Context, tenant string) (*Status, error) 
 		if mk != nil && mk.Generation == conn.Generation && s.DisconnectedAt.IsZero() {
 			s.DisconnectedAt = mk.DisconnectedAt
 		}
-		e := c.mgr.entry(tenant, c.Name)
+		e := c.mgr.entry(c, tenant)
 		e.mu.Lock()
 		if e.generation == conn.Generation && e.lastRefresh.After(s.LastRefresh) {
 			s.LastRefresh = e.lastRefresh

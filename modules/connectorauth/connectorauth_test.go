@@ -296,7 +296,13 @@ func TestDisconnectCutsRequestsInFlight(t *testing.T) {
 				done <- err
 			}
 		}()
-		<-next.started
+		select {
+		case <-next.started:
+		case got := <-done:
+			t.Fatalf("the request ended before reaching the connector: %v, %d %s", got, w.Code, w.Body)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the request did not reach the connector")
+		}
 		if _, err := m.conn.Disconnect(ctx, "acme"); err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,9 @@ type entry struct {
 	tenant, connector string
 
 	mu sync.Mutex
+	// user is the connector that last used the entry, to read it with when
+	// no handler configures the connector any more.
+	user *Connector
 	// loaded is false until storage was read once.
 	loaded     bool
 	state      string

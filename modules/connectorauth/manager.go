@@ -203,9 +203,15 @@ func (m *Manager) reloadAll(ctx context.Context) {
 	}
 	m.mu.Unlock()
 	for _, e := range list {
+		// the connector as configured now, else the one that last used the
+		// entry (a request of a config being unloaded may still be running)
 		c := lookupOn(m, e.connector)
 		if c == nil {
-			m.forget(e)
+			e.mu.Lock()
+			c = e.user
+			e.mu.Unlock()
+		}
+		if c == nil {
 			continue
 		}
 		conn, mk, err := m.store().load(ctx, c.keys, e.tenant, e.connector)
@@ -224,15 +230,6 @@ func (m *Manager) reloadAll(ctx context.Context) {
 	}
 }
 
-func (m *Manager) forget(e *entry) {
-	m.mu.Lock()
-	delete(m.entries, entryKey{e.tenant, e.connector})
-	m.mu.Unlock()
-	e.mu.Lock()
-	e.setState(StateDisconnected, "", ErrDisconnected)
-	e.mu.Unlock()
-}
-
 // cutAll cancels every request in flight on any connection.
 func (m *Manager) cutAll(cause error) {
 	m.mu.Lock()
@@ -244,16 +241,20 @@ func (m *Manager) cutAll(cause error) {
 	}
 }
 
-// entry returns the in-memory state of a connection, creating it unloaded.
-func (m *Manager) entry(tenant, connector string) *entry {
-	k := entryKey{tenant, connector}
+// entry returns the in-memory state of c's connection for tenant,
+// creating it unloaded.
+func (m *Manager) entry(c *Connector, tenant string) *entry {
+	k := entryKey{tenant, c.Name}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	e := m.entries[k]
 	if e == nil {
-		e = newEntry(tenant, connector)
+		e = newEntry(tenant, c.Name)
 		m.entries[k] = e
 	}
+	m.mu.Unlock()
+	e.mu.Lock()
+	e.user = c
+	e.mu.Unlock()
 	return e
 }
 

@@ -37,13 +37,15 @@ func TestStoredConnectionIsUnreadableWithoutKey(t *testing.T) {
 	st, dir := testStore(t)
 	k := mustKeyring(t, testKey)
 	ctx := context.Background()
+	// distinctive values: a short one could appear in base64 by chance
 	secret := "rt-SECRET-do-not-store-in-clear-4711"
-	conn := &Connection{Tenant: "acme", Connector: "crm", State: StateConnected, Generation: "g1",
-		ConnectedAt: time.Now(), LastError: "refresh failed: timeout", Credential: &Credential{RefreshToken: secret}}
+	const tenant, generation, lastError = "acme-tenant-0042", "generation-0123456789", "refresh failed: timeout-at-the-endpoint"
+	conn := &Connection{Tenant: tenant, Connector: "crm", State: StateConnected, Generation: generation,
+		ConnectedAt: time.Now(), LastError: lastError, Credential: &Credential{RefreshToken: secret}}
 	if err := st.saveRecord(ctx, k, conn); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.saveMarker(ctx, k, "acme", "crm", &marker{Generation: "g1", DisconnectedAt: time.Now()}); err != nil {
+	if err := st.saveMarker(ctx, k, tenant, "crm", &marker{Generation: generation, DisconnectedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	files := 0
@@ -56,7 +58,7 @@ func TestStoredConnectionIsUnreadableWithoutKey(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		for _, plain := range []string{secret, "refresh_token", StateConnected, "g1", "timeout", testKey, "acme"} {
+		for _, plain := range []string{secret, "refresh_token", `"state"`, generation, lastError, testKey, tenant} {
 			if bytes.Contains(data, []byte(plain)) {
 				t.Errorf("%s holds %q in clear: %s", path, plain, data)
 			}
@@ -69,8 +71,8 @@ func TestStoredConnectionIsUnreadableWithoutKey(t *testing.T) {
 	if files != 3 { // record, marker, data key
 		t.Errorf("%d files stored, want 3", files)
 	}
-	got, mk, err := st.load(ctx, k, "acme", "crm")
-	if err != nil || got.Credential.RefreshToken != secret || mk == nil || mk.Generation != "g1" {
+	got, mk, err := st.load(ctx, k, tenant, "crm")
+	if err != nil || got.Credential.RefreshToken != secret || mk == nil || mk.Generation != generation {
 		t.Fatalf("load = %+v, %+v, %v", got, mk, err)
 	}
 	if s := effectiveState(got, mk); s != StateDisconnected {

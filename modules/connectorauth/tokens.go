@@ -71,7 +71,7 @@ func (c *Connector) Acquire(ctx context.Context, tenant, requestID string) (Leas
 			return Lease{}, refuseUnavailable(detailUnconfirmed, c.RetryAfter)
 		}
 	}
-	e := m.entry(tenant, c.Name)
+	e := m.entry(c, tenant)
 	if err := c.ensureLoaded(e); err != nil {
 		c.logger.Error("cannot read the connection from storage", zap.String("tenant", tenant), zap.Error(err))
 		return Lease{}, refuseUnavailable(detailStorage, c.RetryAfter)
