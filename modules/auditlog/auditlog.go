@@ -210,7 +210,7 @@ func (m *AuditLog) record(r *http.Request, d *sidecar.Decision, rw caddyhttp.Res
 	rec.RequestID = requestID
 
 	bp := bufPool.Get().(*[]byte)
-	head := appendHead((*bp)[:0], rec)
+	head := boundHead(appendHead((*bp)[:0], rec), rec)
 	seq, werr := m.sink.write(head)
 	*bp = head
 	bufPool.Put(bp)

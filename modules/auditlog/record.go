@@ -3,6 +3,7 @@ package auditlog
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -36,6 +37,7 @@ type Record struct {
 	SecurityEvent  string   `json:"security_event,omitempty"`
 	BytesOut       int64    `json:"bytes_out"`
 	DurationMS     float64  `json:"duration_ms"`
+	Cut            Cuts     `json:"cut,omitempty"`
 	Instance       string   `json:"instance"`
 	Seq            uint64   `json:"seq"`
 	PrevHash       string   `json:"prev_hash"`
@@ -45,6 +47,11 @@ type Record struct {
 	// formatting it into a string.
 	start time.Time
 }
+
+// Cuts names the members the writer shortened to keep a record within
+// MaxRecordBytes: for a list, how many entries it left out; for a string,
+// how many bytes it cut from the end; 1 for any other value it left out.
+type Cuts map[string]int
 
 // genesisHash is the prev_hash of a chain's first record.
 const genesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
@@ -115,7 +122,31 @@ func appendHead(b []byte, rec *Record) []byte {
 	// Three decimals (microseconds) so that a verifier re-encoding the parsed
 	// value produces the same bytes.
 	b = strconv.AppendFloat(b, rec.DurationMS, 'f', 3, 64)
+	if len(rec.Cut) > 0 {
+		b = append(b, `,"cut":`...)
+		b = appendCut(b, rec.Cut)
+	}
 	return b
+}
+
+// appendCut appends the cut map with its keys sorted, as the canonical
+// encoding writes maps.
+func appendCut(b []byte, cut Cuts) []byte {
+	keys := make([]string, 0, len(cut))
+	for k := range cut {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(cut[k]), 10)
+	}
+	return append(b, '}')
 }
 
 // appendTail appends the chain fields and the closing brace: together with
@@ -154,15 +185,10 @@ func seal(buf []byte, start int) (line []byte, hash [64]byte) {
 	return line, hash
 }
 
-// canonicalBody re-encodes a parsed record the way the writer encoded it,
-// for verification.
-func canonicalBody(b []byte, rec *Record) []byte {
-	return appendTail(appendHead(b, rec), rec.Instance, rec.Seq, rec.PrevHash)
-}
-
-// recordHash is the hash a record should carry.
+// recordHash is the hash a record should carry: of its canonical encoding
+// without the hash member.
 func recordHash(rec *Record) string {
-	return sha256Hex(canonicalBody(nil, rec))
+	return sha256Hex(appendCanonicalBody(nil, rec))
 }
 
 func sha256Hex(b []byte) string {

@@ -3,6 +3,7 @@ package auditlog
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // VerifyOptions adjust Verify.
@@ -152,8 +153,9 @@ func verifyPerInstance(files []string, opts VerifyOptions) (VerifyResult, error)
 type failFunc func(seq uint64, format string, args ...any) error
 
 // eachRecord reads files line by line, oldest first, and calls check with
-// every record whose hash matches its own content. It returns a *BadRecord
-// for the first line that is not such a record or that check fails.
+// every record that readRecord accepts: canonical, and hashed over exactly
+// its bytes. It returns a *BadRecord for the first line that is not such a
+// record or that check fails.
 func eachRecord(files []string, check func(rec *Record, fail failFunc) error) error {
 	var bad *BadRecord
 	var buf []byte
@@ -166,13 +168,12 @@ func eachRecord(files []string, check func(rec *Record, fail failFunc) error) er
 			if len(line) == 0 {
 				return fail(0, "empty line where a record should be")
 			}
-			rec, err := decodeRecord(line)
-			if err != nil {
-				return fail(0, "not an audit record (an inserted line, or a line torn by a failed write that Caddy's log reported): %v", err)
-			}
-			buf = canonicalBody(buf[:0], rec)
-			if sha256Hex(buf) != rec.Hash {
-				return fail(rec.Seq, "hash does not match the record's content: the record was changed")
+			rec, bad := readRecord(line, &buf)
+			if bad != nil {
+				if strings.HasPrefix(bad.problem, "not an audit record: not JSON") {
+					return fail(0, "%s; an inserted line, or one torn by a failed write that Caddy's log reported", bad.problem)
+				}
+				return fail(bad.seq, "%s", bad.problem)
 			}
 			return check(rec, fail)
 		})
