@@ -9,13 +9,13 @@
 package auditlog
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -68,10 +68,33 @@ type AuditLog struct {
 	// metrics. Off by default to bound cardinality.
 	MetricsTenantLabel bool `json:"metrics_tenant_label,omitempty"`
 
-	sink    *sink
-	pseudo  *pseudonymizer
-	metrics *metrics
-	logger  *zap.Logger
+	// CheckpointKey is the Ed25519 private key that signs checkpoints, as
+	// `privacy-sidecar audit keygen` makes it (or PKCS #8 PEM). Setting it
+	// turns checkpoints on, and checkpoint_output is then required. Use a
+	// placeholder such as {env.AUDIT_CHECKPOINT_KEY}, resolved when the
+	// config loads; never write the key into the config.
+	CheckpointKey string `json:"checkpoint_key,omitempty"`
+
+	// CheckpointOutputRaw is where checkpoints go: one of Caddy's log
+	// writers, not the records' output. Put it where whoever can rewrite
+	// the audit file cannot: another volume, or off the host (net).
+	CheckpointOutputRaw json.RawMessage `json:"checkpoint_output,omitempty" caddy:"namespace=caddy.logging.writers inline_key=output"`
+
+	// CheckpointEvery writes a checkpoint after this many records.
+	// Default 1000.
+	CheckpointEvery int `json:"checkpoint_every,omitempty"`
+
+	// CheckpointInterval writes a checkpoint at least this often while
+	// records are written (none while nothing is). Default 1m. A
+	// checkpoint is also written when a resumed chain starts and when the
+	// config is unloaded (shutdown).
+	CheckpointInterval caddy.Duration `json:"checkpoint_interval,omitempty"`
+
+	sink       *sink
+	checkpoint *checkpointConfig
+	pseudo     *pseudonymizer
+	metrics    *metrics
+	logger     *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -127,9 +150,62 @@ func (m *AuditLog) Provision(ctx caddy.Context) error {
 	if m.metrics, err = newMetrics(ctx.GetMetricsRegistry(), m.MetricsTenantLabel); err != nil {
 		return fmt.Errorf("audit_log: %v", err)
 	}
-	if m.sink, err = openSink(wo, defaultInstance(repl.ReplaceAll(m.Instance, ""))); err != nil {
+	instance := defaultInstance(repl.ReplaceAll(m.Instance, ""))
+	if len(appendString(nil, instance)) > maxInstanceBytes {
+		return fmt.Errorf("audit_log: instance is too long (at most %d bytes, written as JSON)", maxInstanceBytes-16)
+	}
+	if m.sink, err = openSink(wo, instance); err != nil {
 		return fmt.Errorf("audit_log: %v", err)
 	}
+	if m.CheckpointKey != "" {
+		if err := m.provisionCheckpoints(ctx, repl, wo); err != nil {
+			_, _ = sinks.Delete(m.sink.key)
+			m.sink = nil
+			return err
+		}
+	}
+	return nil
+}
+
+// provisionCheckpoints resolves the key, opens the checkpoint output and
+// registers the settings with the sink's checkpointer.
+func (m *AuditLog) provisionCheckpoints(ctx caddy.Context, repl *caddy.Replacer, records caddy.WriterOpener) error {
+	text, err := repl.ReplaceOrErr(m.CheckpointKey, true, true)
+	if err != nil {
+		return fmt.Errorf("audit_log: checkpoint_key: %v (set the environment variable it names)", err)
+	}
+	key, err := parsePrivateKey(text)
+	if err != nil {
+		return fmt.Errorf("audit_log: checkpoint_key: %v", err)
+	}
+	mod, err := ctx.LoadModule(m, "CheckpointOutputRaw")
+	if err != nil {
+		return fmt.Errorf("audit_log: loading the checkpoint output: %v", err)
+	}
+	wo := mod.(caddy.WriterOpener)
+	if wo.WriterKey() == records.WriterKey() {
+		return errors.New("audit_log: checkpoint_output is the records' output; checkpoints must go elsewhere (another volume, or off the host), or whoever can rewrite the records can rewrite them too")
+	}
+	out, err := openCheckpointOutput(wo)
+	if err != nil {
+		return fmt.Errorf("audit_log: %v", err)
+	}
+	m.checkpoint = &checkpointConfig{
+		key:      key,
+		keyID:    keyID(key.Public().(ed25519.PublicKey)),
+		out:      out,
+		every:    uint64(m.CheckpointEvery),
+		interval: time.Duration(m.CheckpointInterval),
+		failures: m.metrics.checkpointFailures,
+		logger:   m.logger,
+	}
+	if m.checkpoint.every == 0 {
+		m.checkpoint.every = DefaultCheckpointEvery
+	}
+	if m.checkpoint.interval == 0 {
+		m.checkpoint.interval = DefaultCheckpointInterval
+	}
+	m.sink.cp.register(m.checkpoint)
 	return nil
 }
 
@@ -140,6 +216,16 @@ func (m *AuditLog) checkConfig() error {
 	if !m.PseudonymizeOff && m.PseudonymKey == "" {
 		return errors.New("audit_log: pseudonym_key is required (e.g. `pseudonym_key {env.AUDIT_KEY}`); `pseudonymize off` is for development only")
 	}
+	switch {
+	case m.CheckpointKey != "" && m.CheckpointOutputRaw == nil:
+		return errors.New("audit_log: checkpoint_key is set but checkpoint_output is not; name where checkpoints go, e.g. `checkpoint_output file /mnt/evidence/audit-checkpoints.jsonl`")
+	case m.CheckpointKey == "" && (m.CheckpointOutputRaw != nil || m.CheckpointEvery != 0 || m.CheckpointInterval != 0):
+		return errors.New("audit_log: checkpoint settings without checkpoint_key; set `checkpoint_key {env.AUDIT_CHECKPOINT_KEY}` (make a key with `privacy-sidecar audit keygen`)")
+	case m.CheckpointEvery < 0:
+		return errors.New("audit_log: checkpoint_every must be positive")
+	case m.CheckpointInterval < 0 || (m.CheckpointInterval > 0 && time.Duration(m.CheckpointInterval) < time.Second):
+		return errors.New("audit_log: checkpoint_interval must be at least 1s")
+	}
 	switch m.OnWriteFailure {
 	case "", "refuse", "allow":
 	default:
@@ -148,18 +234,31 @@ func (m *AuditLog) checkConfig() error {
 	return nil
 }
 
-// Cleanup releases the shared output; the last config using it closes it.
+// Cleanup unregisters the checkpoint settings (the last handler of a sink
+// to go writes its final checkpoint) and releases the shared outputs; the
+// last config using one closes it.
 func (m *AuditLog) Cleanup() error {
 	if m.sink == nil {
 		return nil
 	}
+	var errs []error
+	if m.checkpoint != nil {
+		m.sink.cp.unregister(m.checkpoint)
+		_, err := checkpointOutputs.Delete(m.checkpoint.out.key)
+		errs = append(errs, err)
+	}
 	_, err := sinks.Delete(m.sink.key)
-	return err
+	return errors.Join(append(errs, err)...)
 }
 
-// ServeHTTP runs the rest of the chain and writes the request's record
-// after the response, also when a handler refused the request, failed or
-// panicked. An error from next is returned unchanged, for handle_errors.
+// ServeHTTP runs the rest of the chain and writes the request's record. An
+// answer that carries upstream data is recorded before it is released:
+// scope_trim calls the decision's Commit right before the first byte, and
+// if the record cannot be written the answer is refused (503
+// audit_unavailable) instead. Every other answer (refusals, routes without
+// scope_trim) is recorded after the response, also when a handler failed
+// or panicked. An NDJSON stream gets a record at its start (Commit) and a
+// closing one. An error from next is returned unchanged, for handle_errors.
 func (m *AuditLog) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
 	start := time.Now()
 	r, d := sidecar.WithDecision(r)
@@ -172,6 +271,8 @@ func (m *AuditLog) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		requestID, _ = repl.GetString("http.request.uuid")
 	}
+	rc := &releaseCommit{m: m, r: r, d: d, start: start, requestID: requestID}
+	d.SetCommit(rc.commit)
 
 	done := false
 	defer func() {
@@ -187,7 +288,7 @@ func (m *AuditLog) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		if rw.Status() == 0 {
 			perr = caddyhttp.Error(http.StatusInternalServerError, errors.New("handler panicked"))
 		}
-		m.record(r, d, rw, perr, start, requestID)
+		rc.final(rw, perr)
 		panic(p)
 	}()
 
@@ -198,180 +299,48 @@ func (m *AuditLog) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		err = next.ServeHTTP(rw, r)
 	}
 	done = true
-	m.record(r, d, rw, err, start, requestID)
+	rc.final(rw, err)
 	return err
 }
 
-// record builds, writes and counts the request's record.
-func (m *AuditLog) record(r *http.Request, d *sidecar.Decision, rw caddyhttp.ResponseRecorder, handlerErr error, start time.Time, requestID string) {
-	rec := recordPool.Get().(*Record)
-	defer putRecord(rec)
-	m.fill(rec, r, d, rw, handlerErr, start)
-	rec.RequestID = requestID
-
-	bp := bufPool.Get().(*[]byte)
-	head := boundHead(appendHead((*bp)[:0], rec), rec)
-	seq, werr := m.sink.write(head)
-	*bp = head
-	bufPool.Put(bp)
-
-	m.metrics.observe(rec, werr)
-	if werr != nil {
-		msg := "audit record not written: requests are refused until the audit output works again"
-		if m.OnWriteFailure == "allow" {
-			msg = "audit record not written: requests are served unaudited (on_write_failure allow)"
-		}
-		m.logger.Error(msg, zap.String("output", m.sink.name), zap.Uint64("seq", seq),
-			zap.String("request_id", rec.RequestID), zap.Error(werr))
-	}
-	if rec.SecurityEvent != "" {
-		if ce := m.logger.Check(zap.WarnLevel, "security event"); ce != nil {
-			ce.Write(
-				zap.String("security_event", rec.SecurityEvent),
-				zap.String("request_id", rec.RequestID),
-				zap.String("reason", rec.Reason),
-				zap.Int("status", rec.Status),
-				zap.String("method", rec.Method),
-				zap.String("host", rec.Host),
-				zap.String("path", rec.Path),
-				zap.String("tenant", rec.Tenant),
-				zap.String("subject", rec.Subject),
-				zap.String("issuer", rec.Issuer),
-				zap.String("connector", rec.Connector),
-				zap.Strings("spoofed_headers", rec.SpoofedHeaders),
-				zap.Uint64("seq", seq),
-			)
-		}
-	}
+// releaseCommit writes one request's record ahead of a release (commit),
+// or after the response (final).
+type releaseCommit struct {
+	m         *AuditLog
+	r         *http.Request
+	d         *sidecar.Decision
+	start     time.Time
+	requestID string
+	committed bool
 }
 
-// fill copies what may be written about the request into rec.
-func (m *AuditLog) fill(rec *Record, r *http.Request, d *sidecar.Decision, rw caddyhttp.ResponseRecorder, handlerErr error, start time.Time) {
-	rec.start = start
-	rec.Status = rw.Status()
-	rec.Reason = d.Reason
-	if handlerErr != nil {
-		var he caddyhttp.HandlerError
-		status := http.StatusInternalServerError
-		if errors.As(handlerErr, &he) && he.StatusCode != 0 {
-			status = he.StatusCode
-		}
-		if rec.Status == 0 { // else the client already got the written status
-			rec.Status = status
-		}
-		if rec.Reason == "" {
-			rec.Reason = errorReason(status)
-		}
+// commit writes the record of an answer about to be released with status
+// and bytesOut (-1 for a stream: 0 is written). It is called at most once
+// per request that releases upstream data; for a compressed NDJSON stream,
+// from scope_trim's decoder goroutine while the handler's goroutine waits
+// in the proxy's copy (final runs after scope_trim joined that goroutine).
+func (c *releaseCommit) commit(status int, bytesOut int64) error {
+	if c.committed {
+		return nil
 	}
-	if rec.Status == 0 {
-		rec.Status = http.StatusOK // net/http's implicit status
+	werr := c.m.record(c.r, c.d, status, max(bytesOut, 0), nil, c.start, c.requestID)
+	if werr != nil && c.m.OnWriteFailure != "allow" {
+		return werr // not released: the refusal gets its own record
 	}
-	if rec.Reason == "" {
-		rec.Decision, rec.Reason = "allow", sidecar.ReasonOK
-	} else {
-		rec.Decision = "deny"
-	}
-	rec.Method = r.Method
-	rec.Host = r.Host
-	rec.Path = r.URL.Path
-	rec.QueryParams = appendQueryNames(rec.QueryParams[:0], r.URL.RawQuery)
-	rec.Tenant = d.Tenant
-	if id := d.Identity; id != nil {
-		rec.Issuer = id.Issuer
-		rec.Scopes = id.Scopes
-		rec.Subject = m.pseudonym(rec, "sub", id.Issuer, id.Subject)
-		rec.ClientID = m.pseudonym(rec, "client", id.Issuer, id.ClientID)
-	}
-	rec.Connector = d.Connector
-	rec.Policy = d.Policy
-	rec.Endpoint = d.Endpoint
-	rec.FieldsRemoved = d.FieldsRemoved
-	rec.Withheld = d.Withheld
-	rec.SpoofedHeaders = d.SpoofedHeaders
-	rec.SecurityEvent = securityEvent(rec.Decision, rec.Reason, d.SpoofedHeaders)
-	rec.BytesOut = int64(rw.Size())
-	rec.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+	c.committed = true
+	return nil
 }
 
-// pseudonym returns value's pseudonym, or a marker when no pseudonym could
-// be made: never the value itself.
-func (m *AuditLog) pseudonym(rec *Record, kind, issuer, value string) string {
-	if m.pseudo == nil {
-		return value
+// final writes the record after the response, unless commit wrote it; a
+// stream gets its closing record.
+func (c *releaseCommit) final(rw caddyhttp.ResponseRecorder, handlerErr error) {
+	if c.committed && c.d.Stream == "" {
+		return
 	}
-	p, err := m.pseudo.pseudonym(rec.Tenant, kind, issuer, value)
-	if err != nil {
-		m.logger.Error("cannot pseudonymise for the audit record; writing a marker instead", zap.Error(err))
-		return "unavailable"
+	if c.d.Stream == sidecar.StreamStart {
+		c.d.Stream = sidecar.StreamCut // it ended without scope_trim saying how
 	}
-	return p
-}
-
-// errorReason names a handler error that no sidecar module explained.
-func errorReason(status int) string {
-	switch status {
-	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return sidecar.ReasonUpstreamUnavailable
-	case 499:
-		return sidecar.ReasonClientClosed
-	}
-	return sidecar.ReasonHandlerError
-}
-
-// securityEvent returns the security_event value for a record, or "". An
-// upstream outage is not an attack, although its code starts with upstream_.
-func securityEvent(decision, reason string, spoofed []string) string {
-	if decision == "deny" && reason != sidecar.ReasonUpstreamUnavailable && sidecar.IsSecurityEvent(reason) {
-		return reason
-	}
-	if len(spoofed) > 0 {
-		return sidecar.ReasonSpoofedHeader
-	}
-	return ""
-}
-
-// maxQueryNames bounds the query parameter names listed in one record.
-const maxQueryNames = 16
-
-// appendQueryNames lists the query's parameter names, never values. A name
-// that does not look like an identifier (it may be a value or a token sent
-// without "=") is listed as "?".
-func appendQueryNames(names []string, rawQuery string) []string {
-	for rawQuery != "" && len(names) < maxQueryNames {
-		var part string
-		part, rawQuery, _ = strings.Cut(rawQuery, "&")
-		name, _, hasValue := strings.Cut(part, "=")
-		if name == "" && !hasValue {
-			continue
-		}
-		if !hasValue || !isParamName(name) {
-			name = "?"
-		}
-		dup := false
-		for _, n := range names {
-			if n == name {
-				dup = true
-				break
-			}
-		}
-		if !dup {
-			names = append(names, name)
-		}
-	}
-	return names
-}
-
-func isParamName(s string) bool {
-	if len(s) == 0 || len(s) > 32 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == '[' || c == ']') {
-			return false
-		}
-	}
-	return true
+	_ = c.m.record(c.r, c.d, rw.Status(), int64(rw.Size()), handlerErr, c.start, c.requestID)
 }
 
 // defaultKeyring is next to a file output, otherwise in Caddy's data directory.
@@ -387,17 +356,6 @@ func defaultKeyring(wo caddy.WriterOpener) string {
 // the rolled-file pattern (audit-*.jsonl*) do not match.
 func keyringNextTo(file string) string {
 	return strings.TrimSuffix(file, filepath.Ext(file)) + ".keyring.json"
-}
-
-var (
-	recordPool = sync.Pool{New: func() any { return new(Record) }}
-	bufPool    = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-)
-
-func putRecord(rec *Record) {
-	qp := rec.QueryParams[:0]
-	*rec = Record{QueryParams: qp}
-	recordPool.Put(rec)
 }
 
 // Interface guards

@@ -71,7 +71,7 @@ func BenchmarkRecord(b *testing.B) {
 		b.ReportAllocs()
 		cpu := cpuTime()
 		for b.Loop() {
-			m.record(r, d, rec, nil, start, "5f0c6a7e-3b1d-4c52-9a3e-2f7d8b1c0e44")
+			_ = m.record(r, d, rec.Status(), int64(rec.Size()), nil, start, "5f0c6a7e-3b1d-4c52-9a3e-2f7d8b1c0e44")
 		}
 		b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 	})
@@ -90,7 +90,7 @@ func BenchmarkRecord(b *testing.B) {
 		for b.Loop() {
 			d.Identity = ids[i%len(ids)]
 			i++
-			m.record(r, d, rec, nil, start, "5f0c6a7e-3b1d-4c52-9a3e-2f7d8b1c0e44")
+			_ = m.record(r, d, rec.Status(), int64(rec.Size()), nil, start, "5f0c6a7e-3b1d-4c52-9a3e-2f7d8b1c0e44")
 		}
 		b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 	})

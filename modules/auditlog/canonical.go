@@ -58,15 +58,6 @@ func membersOf(t reflect.Type) []member {
 // does not cover.
 var recordMembers = membersOf(reflect.TypeFor[Record]())
 
-// recordMember finds a Record member by its exact name.
-var recordMember = func() map[string]int {
-	m := make(map[string]int, len(recordMembers))
-	for i, mem := range recordMembers {
-		m[mem.name] = i
-	}
-	return m
-}()
-
 // appendCanonicalBody appends the canonical encoding of rec without its
 // hash member: the bytes the record's hash covers.
 func appendCanonicalBody(b []byte, rec *Record) []byte {
@@ -183,11 +174,18 @@ func splitHash(line []byte) (before []byte, hash []byte, ok bool) {
 	return line[:i], hash, true
 }
 
-// diagnose says why line is not the canonical encoding of a record, member
-// by member: whitespace, a duplicate member, one differing only in case, an
-// unknown one, members out of order, a missing or empty one, a value not
-// written as the writer writes it. It returns "" when it finds nothing.
-func diagnose(line []byte) string {
+// diagnose says why line is not the canonical encoding of a value of struct
+// type t (a Record or a Checkpoint), member by member: whitespace, a
+// duplicate member, one differing only in case, an unknown one, members out
+// of order, a missing or empty one, a value not written as the writer
+// writes it. The last member (the hash or signature) is only checked for
+// presence and place. It returns "" when it finds nothing.
+func diagnose(line []byte, t reflect.Type) string {
+	ms := membersOf(t)
+	index := make(map[string]int, len(ms))
+	for i, m := range ms {
+		index[m.name] = i
+	}
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, line); err != nil {
 		return "not an audit record: not JSON (" + err.Error() + ")"
@@ -242,10 +240,10 @@ func diagnose(line []byte) string {
 				f.name, j+1, i+1, members[j].raw, f.raw)
 		}
 		seen[f.name] = i
-		if _, known := recordMember[f.name]; known {
+		if _, known := index[f.name]; known {
 			continue
 		}
-		for _, m := range recordMembers {
+		for _, m := range ms {
 			if strings.EqualFold(m.name, f.name) {
 				return fmt.Sprintf("member %q differs only in case from %q: readers that match names loosely take it for %q", f.name, m.name, m.name)
 			}
@@ -255,15 +253,14 @@ func diagnose(line []byte) string {
 	// order
 	last := -1
 	for _, f := range members {
-		idx := recordMember[f.name]
+		idx := index[f.name]
 		if idx < last {
-			return fmt.Sprintf("members out of order: %q comes after %q, the writer writes it before", f.name, recordMembers[last].name)
+			return fmt.Sprintf("members out of order: %q comes after %q, the writer writes it before", f.name, ms[last].name)
 		}
 		last = idx
 	}
 	// presence and values
-	rt := reflect.TypeFor[Record]()
-	for _, m := range recordMembers {
+	for mi, m := range ms {
 		i, ok := seen[m.name]
 		if !ok {
 			if !m.omitEmpty {
@@ -271,7 +268,7 @@ func diagnose(line []byte) string {
 			}
 			continue
 		}
-		v := reflect.New(rt.Field(m.index).Type)
+		v := reflect.New(t.Field(m.index).Type)
 		dec := json.NewDecoder(bytes.NewReader(members[i].raw))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(v.Interface()); err != nil {
@@ -280,8 +277,8 @@ func diagnose(line []byte) string {
 		if m.omitEmpty && isEmptyValue(v.Elem()) {
 			return fmt.Sprintf("member %q is empty: the writer leaves it out", m.name)
 		}
-		if m.name == "hash" {
-			continue // checked on its own: 64 lowercase hex digits
+		if mi == len(ms)-1 {
+			continue // the hash or signature: checked on its own
 		}
 		if canon := appendCanonical(nil, v.Elem()); !bytes.Equal(canon, members[i].raw) {
 			return fmt.Sprintf("member %q: %s is not written as the writer writes it (%s)", m.name, members[i].raw, canon)

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -22,16 +23,25 @@ import (
 // because a verifier that ignored them would let anyone append unhashed data.
 // It does not check that the line is canonical: readRecord does.
 func decodeRecord(line []byte) (*Record, error) {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
 	rec := new(Record)
-	if err := dec.Decode(rec); err != nil {
+	if err := decodeStrict(line, rec); err != nil {
 		return nil, err
 	}
-	if dec.More() {
-		return nil, errors.New("trailing data after the record")
-	}
 	return rec, nil
+}
+
+// decodeStrict decodes one JSON value into v, refusing unknown members and
+// trailing data.
+func decodeStrict(line []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the value")
+	}
+	return nil
 }
 
 // lastRecordOf returns the newest record of the audit log at filename, so a
@@ -215,6 +225,8 @@ func eachLine(path string, fn func(n int, line []byte) error) error {
 	}
 }
 
+var recordType = reflect.TypeFor[Record]()
+
 // lineProblem is why a line is not a sound record; seq is 0 when the line
 // could not be read as one.
 type lineProblem struct {
@@ -235,7 +247,7 @@ func readRecord(line []byte, scratch *[]byte) (*Record, *lineProblem) {
 	before, hash, hashOK := splitHash(line)
 	rec, err := decodeRecord(line)
 	if err != nil || !hashOK {
-		problem := diagnose(line)
+		problem := diagnose(line, recordType)
 		switch {
 		case problem != "":
 		case err != nil:
@@ -258,7 +270,7 @@ func readRecord(line []byte, scratch *[]byte) (*Record, *lineProblem) {
 		*scratch = body
 	}
 	if !bytes.Equal(body[:len(body)-1], before) {
-		problem := diagnose(line)
+		problem := diagnose(line, recordType)
 		if problem == "" {
 			problem = fmt.Sprintf("not the canonical encoding of its record (first difference at byte %d)", firstDifference(body[:len(body)-1], before)+1)
 		}

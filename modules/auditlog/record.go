@@ -37,6 +37,8 @@ type Record struct {
 	SecurityEvent  string   `json:"security_event,omitempty"`
 	BytesOut       int64    `json:"bytes_out"`
 	DurationMS     float64  `json:"duration_ms"`
+	Stream         string   `json:"stream,omitempty"`
+	StreamRecords  int      `json:"stream_records,omitempty"`
 	Cut            Cuts     `json:"cut,omitempty"`
 	Instance       string   `json:"instance"`
 	Seq            uint64   `json:"seq"`
@@ -122,6 +124,14 @@ func appendHead(b []byte, rec *Record) []byte {
 	// Three decimals (microseconds) so that a verifier re-encoding the parsed
 	// value produces the same bytes.
 	b = strconv.AppendFloat(b, rec.DurationMS, 'f', 3, 64)
+	if rec.Stream != "" {
+		b = append(b, `,"stream":`...)
+		b = appendString(b, rec.Stream)
+	}
+	if rec.StreamRecords != 0 {
+		b = append(b, `,"stream_records":`...)
+		b = strconv.AppendInt(b, int64(rec.StreamRecords), 10)
+	}
 	if len(rec.Cut) > 0 {
 		b = append(b, `,"cut":`...)
 		b = appendCut(b, rec.Cut)

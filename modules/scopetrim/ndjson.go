@@ -35,6 +35,8 @@ type ndjsonStream struct {
 	failed               bool
 	failReason, failText string
 
+	audit streamAudit
+
 	pipe    *io.PipeWriter // nil for an identity stream
 	done    chan struct{}  // closed when the decoder goroutine ends
 	settled bool
@@ -168,6 +170,9 @@ func (s *ndjsonStream) record(line []byte) error {
 		return s.fail(reason, fmt.Sprintf("NDJSON record %d was refused: %v", s.records, err))
 	}
 	if !s.tw.sent {
+		if !s.audit.start(s.tw) {
+			return s.fail(sidecar.ReasonAuditUnavailable, "the audit record of the stream's start could not be written")
+		}
 		s.tw.sendHeaders(-1)
 		s.tw.ResponseWriter.WriteHeader(s.tw.status)
 	}
@@ -176,8 +181,10 @@ func (s *ndjsonStream) record(line []byte) error {
 	}
 	s.t.out = append(s.t.out, '\n')
 	if _, err := s.tw.ResponseWriter.Write(s.t.out); err != nil {
+		s.audit.clientGone = true
 		return err
 	}
+	s.audit.sent()
 	return nil
 }
 
@@ -208,6 +215,7 @@ func (s *ndjsonStream) settle() {
 // finish trims a last record without a newline and ends the stream.
 func (s *ndjsonStream) finish(err error, aborted bool) error {
 	s.settle()
+	defer s.audit.end(s)
 	defer s.tw.m.release(s.t)
 	// The withheld patterns of every record sent, sorted and recorded once
 	// per stream rather than once per record; a stream refused before its
@@ -227,6 +235,9 @@ func (s *ndjsonStream) finish(err error, aborted bool) error {
 		_ = s.fail(sidecar.ReasonUpstreamError, "the upstream stream ended before it was complete")
 	}
 	if s.failed {
+		if !s.tw.sent && s.failReason == sidecar.ReasonAuditUnavailable {
+			return s.tw.refuseUnaudited()
+		}
 		if !s.tw.sent {
 			return s.tw.refuse502(s.failReason, s.failText)
 		}
@@ -236,6 +247,9 @@ func (s *ndjsonStream) finish(err error, aborted bool) error {
 		panic(http.ErrAbortHandler)
 	}
 	if !s.tw.sent {
+		if !s.audit.start(s.tw) { // an empty stream
+			return s.tw.refuseUnaudited()
+		}
 		s.tw.sendHeaders(-1)
 		s.tw.ResponseWriter.WriteHeader(s.tw.status)
 	}

@@ -47,6 +47,9 @@ func (tw *trimWriter) finish(err error, aborted bool) error {
 	}
 	switch tw.mode {
 	case modeNoBody:
+		if tw.unaudited(0) {
+			return tw.refuseUnaudited()
+		}
 		tw.sendHeaders(-1)
 		tw.ResponseWriter.WriteHeader(tw.status)
 		return nil
@@ -90,6 +93,9 @@ func (tw *trimWriter) finish(err error, aborted bool) error {
 		return tw.refuse502(sidecar.ReasonUpstreamInvalidJSON, "the upstream body was refused")
 	}
 	tw.recordWithheld(t)
+	if tw.unaudited(len(out)) {
+		return tw.refuseUnaudited()
+	}
 	tw.sendHeaders(len(out))
 	tw.ResponseWriter.WriteHeader(tw.status)
 	if tw.r.Method != http.MethodHead {

@@ -1,0 +1,5 @@
+package auditlog
+
+import "github.com/spf13/cobra"
+
+func addReportCommand(cmd *cobra.Command) {}
