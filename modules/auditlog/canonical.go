@@ -316,3 +316,21 @@ func firstDifference(a, b []byte) int {
 	}
 	return n
 }
+
+// memberInt returns the integer member of rec with the JSON name name, or 0
+// when the Record type has no such member: readers of counts that other
+// modules add to the record (records_released, ...) need no change here
+// when they appear.
+func memberInt(rec *Record, name string) int {
+	i := slices.IndexFunc(recordMembers, func(m member) bool { return m.name == name })
+	if i < 0 {
+		return 0
+	}
+	switch f := reflect.ValueOf(rec).Elem().Field(recordMembers[i].index); f.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return int(f.Int())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return int(f.Uint())
+	}
+	return 0
+}

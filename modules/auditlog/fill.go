@@ -94,8 +94,8 @@ func (m *AuditLog) fill(rec *Record, r *http.Request, d *sidecar.Decision, statu
 	if id := d.Identity; id != nil {
 		rec.Issuer = id.Issuer
 		rec.Scopes = id.Scopes
-		rec.Subject = m.pseudonym(rec, "sub", id.Issuer, id.Subject)
-		rec.ClientID = m.pseudonym(rec, "client", id.Issuer, id.ClientID)
+		rec.Subject = m.pseudonym(rec, kindSubject, id.Issuer, id.Subject)
+		rec.ClientID = m.pseudonym(rec, kindClient, id.Issuer, id.ClientID)
 	}
 	rec.Connector = d.Connector
 	rec.Policy = d.Policy

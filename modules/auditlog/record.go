@@ -33,6 +33,7 @@ type Record struct {
 	Endpoint       string   `json:"endpoint,omitempty"`
 	FieldsRemoved  int      `json:"fields_removed"`
 	Withheld       []string `json:"withheld"`
+	RecordIDs      []string `json:"record_ids,omitempty"`
 	SpoofedHeaders []string `json:"spoofed_headers,omitempty"`
 	SecurityEvent  string   `json:"security_event,omitempty"`
 	BytesOut       int64    `json:"bytes_out"`
@@ -110,6 +111,10 @@ func appendHead(b []byte, rec *Record) []byte {
 	b = strconv.AppendInt(b, int64(rec.FieldsRemoved), 10)
 	b = append(b, `,"withheld":`...)
 	b = appendStrings(b, rec.Withheld)
+	if len(rec.RecordIDs) > 0 {
+		b = append(b, `,"record_ids":`...)
+		b = appendStrings(b, rec.RecordIDs)
+	}
 	if len(rec.SpoofedHeaders) > 0 {
 		b = append(b, `,"spoofed_headers":`...)
 		b = appendStrings(b, rec.SpoofedHeaders)

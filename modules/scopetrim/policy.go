@@ -22,6 +22,8 @@ type policyFile struct {
 	Version   string              `json:"version"`
 	Roles     map[string][]string `json:"roles,omitempty"`
 	Endpoints []endpointFile      `json:"endpoints"`
+	// Scopes describes scopes for records of processing; see catalog.go.
+	Scopes map[string]ScopeInfo `json:"scopes,omitempty"`
 }
 
 type endpointFile struct {
@@ -280,6 +282,9 @@ func compilePolicy(file string, data []byte, maxDepth int) ([]*endpoint, error) 
 			known[s] = true
 		}
 		eps = append(eps, e)
+	}
+	if err := checkScopeInfo(pf.Scopes, known); err != nil {
+		return nil, fail("%v", err)
 	}
 	roles := make([]string, 0, len(pf.Roles))
 	for r := range pf.Roles {
