@@ -81,8 +81,8 @@ func TestAccessBeforeAndAfterForget(t *testing.T) {
 		rec("acme", "client-b", "allow", ps("acme", "c2")),                   // 09:00
 		rec("acme", "client-a", "deny"),                                      // 10:00
 		rec("globex", "client-c", "allow", ps("globex", "c1")),               // 11:00: another tenant's c1
-		cut,                                                                  // 12:00
-		streamStart, streamEnd,                                               // 13:00, 14:00
+		cut,                    // 12:00
+		streamStart, streamEnd, // 13:00, 14:00
 	})
 	query := func(tenant, id string, since time.Time) *AccessResult {
 		t.Helper()
