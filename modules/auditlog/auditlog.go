@@ -209,17 +209,27 @@ func (m *AuditLog) provisionCheckpoints(ctx caddy.Context, repl *caddy.Replacer,
 	return nil
 }
 
-// Validate checks the configuration.
-func (m *AuditLog) Validate() error { return m.checkConfig() }
+// Validate checks the configuration (the outputs' presence is checked
+// before they are loaded, which clears their JSON).
+func (m *AuditLog) Validate() error { return m.checkSettings() }
 
+// checkConfig checks the configuration as written.
 func (m *AuditLog) checkConfig() error {
+	switch {
+	case m.CheckpointKey != "" && m.CheckpointOutputRaw == nil:
+		return errors.New("audit_log: checkpoint_key is set but checkpoint_output is not; name where checkpoints go, e.g. `checkpoint_output file /mnt/evidence/audit-checkpoints.jsonl`")
+	case m.CheckpointKey == "" && m.CheckpointOutputRaw != nil:
+		return errors.New("audit_log: checkpoint_output without checkpoint_key; set `checkpoint_key {env.AUDIT_CHECKPOINT_KEY}` (make a key with `privacy-sidecar audit keygen`)")
+	}
+	return m.checkSettings()
+}
+
+func (m *AuditLog) checkSettings() error {
 	if !m.PseudonymizeOff && m.PseudonymKey == "" {
 		return errors.New("audit_log: pseudonym_key is required (e.g. `pseudonym_key {env.AUDIT_KEY}`); `pseudonymize off` is for development only")
 	}
 	switch {
-	case m.CheckpointKey != "" && m.CheckpointOutputRaw == nil:
-		return errors.New("audit_log: checkpoint_key is set but checkpoint_output is not; name where checkpoints go, e.g. `checkpoint_output file /mnt/evidence/audit-checkpoints.jsonl`")
-	case m.CheckpointKey == "" && (m.CheckpointOutputRaw != nil || m.CheckpointEvery != 0 || m.CheckpointInterval != 0):
+	case m.CheckpointKey == "" && (m.CheckpointEvery != 0 || m.CheckpointInterval != 0):
 		return errors.New("audit_log: checkpoint settings without checkpoint_key; set `checkpoint_key {env.AUDIT_CHECKPOINT_KEY}` (make a key with `privacy-sidecar audit keygen`)")
 	case m.CheckpointEvery < 0:
 		return errors.New("audit_log: checkpoint_every must be positive")

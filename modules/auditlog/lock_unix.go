@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,6 +37,11 @@ func lockKeyring(path string) (unlock func(), err error) {
 // process conflicts too.
 func lockOutput(file string) (release func(), err error) {
 	path := outputLockPath(file)
+	// Caddy's file writer creates a missing directory when it opens the
+	// file (0700, filewriter.go OpenWriter); the lock comes first.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating the directory of %s: %v", file, err)
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("creating the lock file of %s: %v", file, err)
