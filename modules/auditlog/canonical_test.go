@@ -79,6 +79,19 @@ func TestWriterEncodingIsCanonical(t *testing.T) {
 			t.Errorf("%s: read back as %+v", name, got)
 		}
 	}
+	// each optional member alone: a writer that writes two of them
+	// together (one of them empty) differs from the canonical encoding
+	for _, m := range recordMembers {
+		if !m.omitEmpty {
+			continue
+		}
+		rec := new(Record)
+		fillValue(reflect.ValueOf(rec).Elem().Field(m.index), "v")
+		writer := appendTail(appendHead(nil, rec), rec.Instance, rec.Seq, rec.PrevHash)
+		if canon := appendCanonicalBody(nil, rec); !bytes.Equal(writer, canon) {
+			t.Errorf("only %q set: the writer writes\n%s\nthe canonical encoding is\n%s", m.name, writer, canon)
+		}
+	}
 	if last := recordMembers[len(recordMembers)-1]; last.name != "hash" {
 		t.Fatalf("the last member of Record is %q; hash must be last (the hash covers what precedes it)", last.name)
 	}
