@@ -465,3 +465,47 @@ func TestAuditReportOverRealTraffic(t *testing.T) {
 		t.Fatalf("rows %+v", rep.Rows)
 	}
 }
+
+// TestAuditLogVerifyRefusesNonCanonicalLines: lines the sidecar wrote,
+// edited so that a lenient JSON reader sees another record, with every hash
+// recomputed over the edited bytes: the binary names each line and what is
+// wrong with it.
+func TestAuditLogVerifyRefusesNonCanonicalLines(t *testing.T) {
+	lines := auditLines(t, 4)
+	for i := range lines {
+		lines[i] = strings.TrimSuffix(lines[i], "\n") + "\n"
+	}
+	cases := []struct {
+		name string
+		edit func(string) string
+		want string
+	}{
+		{"duplicate member", func(l string) string {
+			return strings.Replace(l, `"decision":"allow"`, `"decision":"deny","decision":"allow"`, 1)
+		}, `audit.jsonl:2: record seq 2: member "decision" appears twice`},
+		{"member differing in case", func(l string) string {
+			return strings.Replace(l, `"reason":"ok"`, `"reason":"ok","Decision":"deny"`, 1)
+		}, `member "Decision" differs only in case from "decision"`},
+		{"unknown member", func(l string) string {
+			return strings.Replace(l, `"reason":"ok"`, `"reason":"ok","approved_by":"ops"`, 1)
+		}, `unknown member "approved_by"`},
+		{"reordered members", func(l string) string {
+			return strings.Replace(l, `"decision":"allow","reason":"ok"`, `"reason":"ok","decision":"allow"`, 1)
+		}, `members out of order: "decision" comes after "reason"`},
+		{"extra whitespace", func(l string) string {
+			return strings.Replace(l, `"status":200`, `"status": 200`, 1)
+		}, "whitespace outside strings"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			edited := rechainLines(lines, 1, c.edit)
+			if edited[1] == lines[1] {
+				t.Fatal("the edit changed nothing")
+			}
+			code, out := auditCmd(t, "verify", writeLines(t, "audit.jsonl", edited))
+			if code != 1 || !strings.Contains(out, "TAMPERED") || !strings.Contains(out, c.want) {
+				t.Fatalf("exit %d, want 1 naming %q:\n%s", code, c.want, out)
+			}
+		})
+	}
+}
