@@ -345,3 +345,28 @@ func TestCheckpointerTriggers(t *testing.T) {
 		t.Fatalf("%d checkpoints written while no record was", got-n)
 	}
 }
+
+// FuzzReadCheckpoint: any line readCheckpoint accepts is exactly what the
+// writer would write for that checkpoint, and a refusal always says why.
+func FuzzReadCheckpoint(f *testing.F) {
+	key, _ := testCheckpointKey(f)
+	cp := &Checkpoint{TS: "2026-12-02T14:26:33Z", Instance: "i:1", Log: "/l", Reason: "count", Seq: 4, Hash: genesisHash, Every: 4, IntervalMS: 60000, KeyID: "00"}
+	line := signCheckpoint(cp, key)
+	f.Add(line[:len(line)-1])
+	f.Add([]byte(`{"ts":"x","sig":"` + strings.Repeat("A", 86) + `=="}`))
+	f.Add([]byte(`{"seq":1,"seq":2}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cp, signed, problem := readCheckpoint(data)
+		if problem != "" {
+			return
+		}
+		sig := cp.Sig
+		again := signCheckpoint(cp, key)
+		if !strings.HasPrefix(string(again), string(signed[len(checkpointDomain):len(signed)-1])) {
+			t.Fatalf("accepted a line the writer would not write:\n%s\n%s", data, again)
+		}
+		if !strings.HasSuffix(string(data), `,"sig":`+string(appendString(nil, sig))+`}`) {
+			t.Fatalf("the signature member is not the line's end: %s", data)
+		}
+	})
+}
