@@ -317,16 +317,33 @@ func firstDifference(a, b []byte) int {
 	return n
 }
 
-// memberInt returns the integer member of rec with the JSON name name, or 0
-// when the Record type has no such member: readers of counts that other
-// modules add to the record (records_released, ...) need no change here
-// when they appear.
-func memberInt(rec *Record, name string) int {
+// memberValue returns the member of rec with the JSON name name, and
+// whether the Record type has one: the readers of members that other
+// modules add to the record (records_released, event, ...) need no change
+// here when they appear, and work before they do.
+func memberValue(rec *Record, name string) (reflect.Value, bool) {
 	i := slices.IndexFunc(recordMembers, func(m member) bool { return m.name == name })
 	if i < 0 {
+		return reflect.Value{}, false
+	}
+	return reflect.ValueOf(rec).Elem().Field(recordMembers[i].index), true
+}
+
+// memberString is a string member of rec by JSON name, or "".
+func memberString(rec *Record, name string) string {
+	if f, ok := memberValue(rec, name); ok && f.Kind() == reflect.String {
+		return f.String()
+	}
+	return ""
+}
+
+// memberInt is an integer member of rec by JSON name, or 0.
+func memberInt(rec *Record, name string) int {
+	f, ok := memberValue(rec, name)
+	if !ok {
 		return 0
 	}
-	switch f := reflect.ValueOf(rec).Elem().Field(recordMembers[i].index); f.Kind() {
+	switch f.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		return int(f.Int())
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:

@@ -75,7 +75,8 @@ type ReportOptions struct {
 // row of every scope its token carried (with a catalog: every scope the
 // endpoint names), so rows of one tenant can add up to more requests than
 // were made. An NDJSON stream counts once, by its closing record (or its
-// opening one when it has none: the sidecar stopped mid-stream).
+// opening one when it has none: the sidecar stopped mid-stream). Records of
+// connection events (an "event" member) are not requests: left out.
 func Report(files []string, opts ReportOptions) (*ProcessingReport, error) {
 	rep := &ProcessingReport{Files: files, Rows: []*ProcessingRow{}}
 	if !opts.Since.IsZero() {
@@ -106,8 +107,8 @@ func Report(files []string, opts ReportOptions) (*ProcessingReport, error) {
 	}
 	err := eachRecord(files, func(rec *Record, _ position) error {
 		rep.Records++
-		if !inPeriod(rec.TS, opts.Since, opts.Until) {
-			return nil
+		if !inPeriod(rec.TS, opts.Since, opts.Until) || memberString(rec, "event") != "" {
+			return nil // connection events (connect, refresh...) are no requests
 		}
 		switch {
 		case rec.Stream == "start":
