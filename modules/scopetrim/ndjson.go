@@ -170,10 +170,10 @@ func (s *ndjsonStream) record(line []byte) error {
 		return s.fail(reason, fmt.Sprintf("NDJSON record %d was refused: %v", s.records, err))
 	}
 	if !s.tw.sent {
+		s.tw.sendHeaders(-1)
 		if !s.audit.start(s.tw) {
 			return s.fail(sidecar.ReasonAuditUnavailable, "the audit record of the stream's start could not be written")
 		}
-		s.tw.sendHeaders(-1)
 		s.tw.ResponseWriter.WriteHeader(s.tw.status)
 	}
 	if s.tw.r.Method == http.MethodHead {
@@ -247,10 +247,10 @@ func (s *ndjsonStream) finish(err error, aborted bool) error {
 		panic(http.ErrAbortHandler)
 	}
 	if !s.tw.sent {
+		s.tw.sendHeaders(-1)
 		if !s.audit.start(s.tw) { // an empty stream
 			return s.tw.refuseUnaudited()
 		}
-		s.tw.sendHeaders(-1)
 		s.tw.ResponseWriter.WriteHeader(s.tw.status)
 	}
 	return nil

@@ -6,13 +6,14 @@ import (
 	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
-// No release without a record: right before the first byte of an answer
-// that carries upstream data goes to the client, scope_trim has audit_log
-// write the request's record (sidecar.Decision.Commit). When it cannot be
-// written, the client gets 503 audit_unavailable instead of the data. A
-// buffered answer is committed with its final status and length; an
-// NDJSON stream when its first record is released, and audit_log writes a
-// closing record when it ends (records sent, bytes, how it ended).
+// No release without a record: once an answer that carries upstream data is
+// decided (its body trimmed, its headers judged) and right before its status
+// line goes to the client, scope_trim has audit_log write the request's
+// record (sidecar.Decision.Commit). When it cannot be written, the client
+// gets 503 audit_unavailable instead of the answer. A buffered answer is
+// committed with its final status and length; an NDJSON stream when its
+// first record is released, and audit_log writes a closing record when it
+// ends (records sent, bytes, how it ended).
 
 // unaudited commits the record of a buffered answer of bodyLen bytes and
 // reports whether it could not be written.
@@ -24,10 +25,19 @@ func (tw *trimWriter) unaudited(bodyLen int) bool {
 }
 
 // refuseUnaudited answers in place of an answer whose record could not be
-// written. Nothing of the answer has reached the client.
+// written. Nothing of the answer has reached the client; the headers
+// prepared for it are withdrawn.
 func (tw *trimWriter) refuseUnaudited() error {
+	tw.withdrawHeaders()
 	return sidecar.Refuse(tw.ResponseWriter, tw.r, http.StatusServiceUnavailable, sidecar.ReasonAuditUnavailable,
 		"the audit record of this answer could not be written; the answer was not released")
+}
+
+// withdrawHeaders takes back the headers sendHeaders prepared for an answer
+// that is not released: they may carry the upstream's data.
+func (tw *trimWriter) withdrawHeaders() {
+	clear(tw.ResponseWriter.Header())
+	tw.sent = false
 }
 
 // streamAudit follows one NDJSON stream for the audit record. Its methods
@@ -49,6 +59,7 @@ func (a *streamAudit) start(tw *trimWriter) bool {
 	a.d.Stream = sidecar.StreamStart
 	if a.d.Commit(tw.status, -1) != nil {
 		a.d.Stream = ""
+		tw.withdrawHeaders()
 		return false
 	}
 	return true

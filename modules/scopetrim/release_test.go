@@ -58,7 +58,7 @@ func TestReleaseRefusedWhenTheRecordFails(t *testing.T) {
 		path     string
 		upstream func(http.ResponseWriter, *http.Request)
 	}{
-		{"buffered", "GET", "/v1/contacts", jsonUpstream(200, contactsDoc)},
+		{"buffered", "GET", "/v1/contacts", jsonUpstream(200, contactsDoc, "X-Total-Count: 1042", "Link: </v1/contacts?cursor=c2>")},
 		{"HEAD", "HEAD", "/v1/contacts", jsonUpstream(200, contactsDoc)},
 		{"no body", "GET", "/v1/contacts", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }},
 		{"ndjson", "GET", "/v1/contacts/export", ndjsonUpstream(`{"data":[{"id":1,"email":"ada@example.com"}]}`+"\n", `{"data":[{"id":2}]}`+"\n")},
@@ -77,6 +77,9 @@ func TestReleaseRefusedWhenTheRecordFails(t *testing.T) {
 			assertProblem(t, res, http.StatusServiceUnavailable, sidecar.ReasonAuditUnavailable)
 			if strings.Contains(res.rec.Body.String(), `"id"`) {
 				t.Fatalf("data released without a record: %s", res.rec.Body)
+			}
+			if h := res.rec.Header(); h.Get("X-Total-Count") != "" || h.Get("Link") != "" || h.Get("Content-Type") != sidecar.ContentTypeProblem {
+				t.Fatalf("the refusal carries the answer's headers: %v", h)
 			}
 			if res.decision.Stream != "" {
 				t.Fatalf("stream %q for a stream never started", res.decision.Stream)

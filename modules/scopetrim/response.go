@@ -47,10 +47,10 @@ func (tw *trimWriter) finish(err error, aborted bool) error {
 	}
 	switch tw.mode {
 	case modeNoBody:
+		tw.sendHeaders(-1)
 		if tw.unaudited(0) {
 			return tw.refuseUnaudited()
 		}
-		tw.sendHeaders(-1)
 		tw.ResponseWriter.WriteHeader(tw.status)
 		return nil
 	case modeDiscard:
@@ -93,10 +93,10 @@ func (tw *trimWriter) finish(err error, aborted bool) error {
 		return tw.refuse502(sidecar.ReasonUpstreamInvalidJSON, "the upstream body was refused")
 	}
 	tw.recordWithheld(t)
+	tw.sendHeaders(len(out))
 	if tw.unaudited(len(out)) {
 		return tw.refuseUnaudited()
 	}
-	tw.sendHeaders(len(out))
 	tw.ResponseWriter.WriteHeader(tw.status)
 	if tw.r.Method != http.MethodHead {
 		if _, werr := tw.ResponseWriter.Write(out); werr != nil {
