@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -507,5 +508,60 @@ func TestAuditLogVerifyRefusesNonCanonicalLines(t *testing.T) {
 				t.Fatalf("exit %d, want 1 naming %q:\n%s", code, c.want, out)
 			}
 		})
+	}
+}
+
+// TestAuditAccessFindsReleasesUntilForget: scope_trim's record rules put
+// the released contacts' ids into the audit records as per-tenant
+// pseudonyms; `audit access` finds who received one contact, and nothing
+// once the tenant was forgotten.
+func TestAuditAccessFindsReleasesUntilForget(t *testing.T) {
+	iss := StartIssuer(t)
+	up := StartUpstream(t, crmAnswer(crmContacts))
+	dir := t.TempDir()
+	file, keyring := filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "keyring.json")
+	s := StartSidecarConfig(t, evidenceChain("output file {$AUDIT_FILE}"), map[string]string{
+		"AUDIT_FILE": file, "AUDIT_KEY": auditKey, "KEYRING": keyring,
+		"ISSUER": iss.URL, "UPSTREAM": up.Addr, "SCOPE_TRIM_HASH_KEY": scopeTrimHashKey,
+	})
+	for _, client := range []string{"support-desk", "marketing-tool"} {
+		token := iss.MustMint(iss.AccessClaims("alice", "connector-api", devidp.Claims{"scope": "contacts:read contacts:all", "client_id": client}))
+		if resp, body := s.Get(t, "/v1/contacts", token); resp.StatusCode != 200 || !strings.Contains(string(body), `"c1"`) {
+			t.Fatalf("%s: %d %s", client, resp.StatusCode, body)
+		}
+	}
+	recs := waitAudit(t, file, 2)
+	if !strings.Contains(auditLine(t, file, 1), `"record_ids":["`) || strings.Contains(auditLine(t, file, 1), `"c1"`) {
+		t.Fatalf("the record lists no pseudonymous record ids, or a raw one:\n%s", auditLine(t, file, 1))
+	}
+
+	access := func(args ...string) (int, string) {
+		cmd := exec.Command(sidecarBin, append([]string{"audit", "access", "--tenant", "", "--keyring", keyring}, args...)...)
+		cmd.Env = append(os.Environ(), "AUDIT_KEY="+auditKey)
+		out, err := cmd.CombinedOutput()
+		if exit, ok := err.(*exec.ExitError); ok {
+			return exit.ExitCode(), string(out)
+		}
+		return 0, string(out)
+	}
+	code, out := access("--record", "c1", "--format", "json", file)
+	var res struct {
+		Releases []struct {
+			Client   string `json:"client_id"`
+			Decision string `json:"decision"`
+		} `json:"releases"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res) != nil || len(res.Releases) != 2 ||
+		res.Releases[0].Client != recs[0].ClientID || res.Releases[1].Client != recs[1].ClientID {
+		t.Fatalf("access to c1 (want both clients' pseudonyms %s, %s): exit %d\n%s", recs[0].ClientID, recs[1].ClientID, code, out)
+	}
+	if code, out := access("--record", "c9", file); code != 0 || !strings.Contains(out, "0 releases") {
+		t.Fatalf("a record never released: exit %d\n%s", code, out)
+	}
+	if code, out := auditCmd(t, "forget", "--tenant", "", "--keyring", keyring); code != 0 {
+		t.Fatalf("forget: %s", out)
+	}
+	if code, out := access("--record", "c1", file); code != 0 || !strings.Contains(out, "was forgotten on") || strings.Contains(out, recs[0].ClientID) {
+		t.Fatalf("after forget: exit %d\n%s", code, out)
 	}
 }

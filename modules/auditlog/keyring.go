@@ -58,6 +58,9 @@ type tenantKey struct {
 	pool  sync.Pool // of *keyedMAC
 	mu    sync.RWMutex
 	cache map[pseudonymInput]string
+	// ids caches record id pseudonyms apart from cache, so that the many
+	// ids of list answers do not push the few subjects out
+	ids map[string]string
 }
 
 type pseudonymInput struct{ kind, issuer, value string }
@@ -124,7 +127,11 @@ const (
 // audit access --record ID` computes to find a record's releases; after
 // `audit forget` it cannot be computed any more.
 func (p *pseudonymizer) RecordPseudonym(tenant, recordID string) (string, error) {
-	return p.pseudonym(tenant, kindRecord, "", recordID)
+	tk, err := p.key(tenant)
+	if err != nil {
+		return "", err
+	}
+	return recordPseudonym(tk, recordID), nil
 }
 
 // compute is HMAC-SHA256(tenant key, kind 0x00 issuer 0x00 value),
@@ -138,6 +145,39 @@ func (tk *tenantKey) compute(in pseudonymInput) string {
 	km.h.Sum(sum[:0])
 	tk.pool.Put(km)
 	return hex.EncodeToString(sum[:16])
+}
+
+// recordPseudonym is the pseudonym of a connector record's id under a
+// tenant's key: the subject pseudonym's construction (compute) with kind
+// "record" and no issuer, so that forgetting the tenant unlinks record ids
+// as it unlinks subjects. Anything that looks a record up by its id (an
+// access report) computes the same function with the same tenant key.
+func recordPseudonym(tk *tenantKey, id string) string {
+	return tk.compute(pseudonymInput{kind: kindRecord, value: id})
+}
+
+// recordPseudonyms appends the pseudonyms of ids in tenant to dst.
+func (p *pseudonymizer) recordPseudonyms(dst []string, tenant string, ids []string) ([]string, error) {
+	tk, err := p.key(tenant)
+	if err != nil {
+		return dst, err
+	}
+	for _, id := range ids {
+		tk.mu.RLock()
+		ps, ok := tk.ids[id]
+		tk.mu.RUnlock()
+		if !ok {
+			ps = recordPseudonym(tk, id)
+			tk.mu.Lock()
+			if len(tk.ids) >= maxCachedPseudonyms {
+				clear(tk.ids)
+			}
+			tk.ids[id] = ps
+			tk.mu.Unlock()
+		}
+		dst = append(dst, ps)
+	}
+	return dst, nil
 }
 
 // key returns the tenant's key, creating and persisting a salt for a tenant
@@ -180,7 +220,7 @@ func (p *pseudonymizer) derive(tenant string, salt []byte) *tenantKey {
 	if err != nil { // only for absurd lengths
 		panic(err)
 	}
-	tk := &tenantKey{cache: make(map[pseudonymInput]string)}
+	tk := &tenantKey{cache: make(map[pseudonymInput]string), ids: make(map[string]string)}
 	tk.pool.New = func() any { return &keyedMAC{h: hmac.New(sha256.New, key)} }
 	return tk
 }
