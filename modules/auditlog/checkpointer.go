@@ -2,6 +2,7 @@ package auditlog
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -26,6 +27,48 @@ const (
 	DefaultCheckpointEvery    = 1000
 	DefaultCheckpointInterval = time.Minute
 )
+
+// provisionCheckpoints resolves the key, opens the checkpoint output and
+// registers the settings with the sink's checkpointer.
+func (m *AuditLog) provisionCheckpoints(ctx caddy.Context, repl *caddy.Replacer, records caddy.WriterOpener) error {
+	text, err := repl.ReplaceOrErr(m.CheckpointKey, true, true)
+	if err != nil {
+		return fmt.Errorf("audit_log: checkpoint_key: %v (set the environment variable it names)", err)
+	}
+	key, err := parsePrivateKey(text)
+	if err != nil {
+		return fmt.Errorf("audit_log: checkpoint_key: %v", err)
+	}
+	mod, err := ctx.LoadModule(m, "CheckpointOutputRaw")
+	if err != nil {
+		return fmt.Errorf("audit_log: loading the checkpoint output: %v", err)
+	}
+	wo := mod.(caddy.WriterOpener)
+	if wo.WriterKey() == records.WriterKey() {
+		return errors.New("audit_log: checkpoint_output is the records' output; checkpoints must go elsewhere (another volume, or off the host), or whoever can rewrite the records can rewrite them too")
+	}
+	out, err := openCheckpointOutput(wo)
+	if err != nil {
+		return fmt.Errorf("audit_log: %v", err)
+	}
+	m.checkpoint = &checkpointConfig{
+		key:      key,
+		keyID:    keyID(key.Public().(ed25519.PublicKey)),
+		out:      out,
+		every:    uint64(m.CheckpointEvery),
+		interval: time.Duration(m.CheckpointInterval),
+		failures: m.metrics.checkpointFailures,
+		logger:   m.logger,
+	}
+	if m.checkpoint.every == 0 {
+		m.checkpoint.every = DefaultCheckpointEvery
+	}
+	if m.checkpoint.interval == 0 {
+		m.checkpoint.interval = DefaultCheckpointInterval
+	}
+	m.sink.cp.register(m.checkpoint)
+	return nil
+}
 
 // checkpointConfig is one audit_log handler's checkpoint settings.
 type checkpointConfig struct {
