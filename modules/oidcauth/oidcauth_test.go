@@ -232,7 +232,7 @@ func TestServeHTTPReturnsErrorWithErrorRoutes(t *testing.T) {
 	iss := startIssuer(t)
 	m := newHandler(t, iss, nil)
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	srv := &caddyhttp.Server{Errors: &caddyhttp.HTTPErrorConfig{Routes: caddyhttp.RouteList{{}}}}
+	srv := &caddyhttp.Server{Errors: &caddyhttp.HTTPErrorConfig{Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{caddyhttp.StaticResponse{}}}}}}
 	ctx := context.WithValue(r.Context(), caddyhttp.ServerCtxKey, srv)
 	ctx = context.WithValue(ctx, caddy.ReplacerCtxKey, caddy.NewReplacer())
 	w := httptest.NewRecorder()
