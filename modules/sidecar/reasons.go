@@ -43,6 +43,9 @@ const (
 	ReasonUpstreamPartial     = "upstream_partial"
 	ReasonUpstreamStream      = "upstream_event_stream"
 	ReasonUpstreamError       = "upstream_error"
+	// ReasonUpstreamRedirectRefused: a 3xx whose Location is not a path on
+	// the same route that the endpoint's redirects allow.
+	ReasonUpstreamRedirectRefused = "upstream_redirect_refused"
 
 	// audit_log
 	ReasonAuditUnavailable = "audit_unavailable"
