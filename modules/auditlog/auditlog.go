@@ -287,7 +287,10 @@ func (m *AuditLog) fill(rec *Record, r *http.Request, d *sidecar.Decision, rw ca
 	rec.Endpoint = d.Endpoint
 	rec.FieldsRemoved = d.FieldsRemoved
 	rec.Withheld = d.Withheld
+	rec.HeadersRemoved = d.HeadersRemoved
+	rec.HeadersRemovedOmitted = d.HeadersRemovedOmitted
 	rec.SpoofedHeaders = d.SpoofedHeaders
+	rec.SpoofedHeadersOmitted = d.SpoofedHeadersOmitted
 	rec.SecurityEvent = securityEvent(rec.Decision, rec.Reason, d.SpoofedHeaders)
 	rec.BytesOut = int64(rw.Size())
 	rec.DurationMS = float64(time.Since(start).Microseconds()) / 1000

@@ -13,33 +13,40 @@ import (
 // It holds names, codes, counts, path patterns and pseudonyms, never a token,
 // a header value, a query value, a body or a raw subject.
 type Record struct {
-	TS             string   `json:"ts"`
-	RequestID      string   `json:"request_id"`
-	Decision       string   `json:"decision"`
-	Reason         string   `json:"reason"`
-	Status         int      `json:"status"`
-	Method         string   `json:"method"`
-	Host           string   `json:"host"`
-	Path           string   `json:"path"`
-	QueryParams    []string `json:"query_params,omitempty"`
-	Tenant         string   `json:"tenant"`
-	Subject        string   `json:"subject"`
-	ClientID       string   `json:"client_id"`
-	Issuer         string   `json:"issuer"`
-	Scopes         []string `json:"scopes"`
-	Connector      string   `json:"connector"`
-	Policy         string   `json:"policy"`
-	Endpoint       string   `json:"endpoint,omitempty"`
-	FieldsRemoved  int      `json:"fields_removed"`
-	Withheld       []string `json:"withheld"`
-	SpoofedHeaders []string `json:"spoofed_headers,omitempty"`
-	SecurityEvent  string   `json:"security_event,omitempty"`
-	BytesOut       int64    `json:"bytes_out"`
-	DurationMS     float64  `json:"duration_ms"`
-	Instance       string   `json:"instance"`
-	Seq            uint64   `json:"seq"`
-	PrevHash       string   `json:"prev_hash"`
-	Hash           string   `json:"hash"`
+	TS            string   `json:"ts"`
+	RequestID     string   `json:"request_id"`
+	Decision      string   `json:"decision"`
+	Reason        string   `json:"reason"`
+	Status        int      `json:"status"`
+	Method        string   `json:"method"`
+	Host          string   `json:"host"`
+	Path          string   `json:"path"`
+	QueryParams   []string `json:"query_params,omitempty"`
+	Tenant        string   `json:"tenant"`
+	Subject       string   `json:"subject"`
+	ClientID      string   `json:"client_id"`
+	Issuer        string   `json:"issuer"`
+	Scopes        []string `json:"scopes"`
+	Connector     string   `json:"connector"`
+	Policy        string   `json:"policy"`
+	Endpoint      string   `json:"endpoint,omitempty"`
+	FieldsRemoved int      `json:"fields_removed"`
+	Withheld      []string `json:"withheld"`
+	// HeadersRemoved names the upstream response headers scope_trim's
+	// allowlist dropped (at most 16; HeadersRemovedOmitted counts the rest).
+	HeadersRemoved        []string `json:"headers_removed,omitempty"`
+	HeadersRemovedOmitted int      `json:"headers_removed_omitted,omitempty"`
+	SpoofedHeaders        []string `json:"spoofed_headers,omitempty"`
+	// SpoofedHeadersOmitted counts the spoofed headers removed beyond the
+	// 16 names listed.
+	SpoofedHeadersOmitted int     `json:"spoofed_headers_omitted,omitempty"`
+	SecurityEvent         string  `json:"security_event,omitempty"`
+	BytesOut              int64   `json:"bytes_out"`
+	DurationMS            float64 `json:"duration_ms"`
+	Instance              string  `json:"instance"`
+	Seq                   uint64  `json:"seq"`
+	PrevHash              string  `json:"prev_hash"`
+	Hash                  string  `json:"hash"`
 
 	// start, when set and TS is empty, is written as ts without first
 	// formatting it into a string.
@@ -101,9 +108,21 @@ func appendHead(b []byte, rec *Record) []byte {
 	b = strconv.AppendInt(b, int64(rec.FieldsRemoved), 10)
 	b = append(b, `,"withheld":`...)
 	b = appendStrings(b, rec.Withheld)
+	if len(rec.HeadersRemoved) > 0 {
+		b = append(b, `,"headers_removed":`...)
+		b = appendStrings(b, rec.HeadersRemoved)
+	}
+	if rec.HeadersRemovedOmitted != 0 {
+		b = append(b, `,"headers_removed_omitted":`...)
+		b = strconv.AppendInt(b, int64(rec.HeadersRemovedOmitted), 10)
+	}
 	if len(rec.SpoofedHeaders) > 0 {
 		b = append(b, `,"spoofed_headers":`...)
 		b = appendStrings(b, rec.SpoofedHeaders)
+	}
+	if rec.SpoofedHeadersOmitted != 0 {
+		b = append(b, `,"spoofed_headers_omitted":`...)
+		b = strconv.AppendInt(b, int64(rec.SpoofedHeadersOmitted), 10)
 	}
 	if rec.SecurityEvent != "" {
 		b = append(b, `,"security_event":`...)
