@@ -226,8 +226,8 @@ func TestServeHTTPRefusals(t *testing.T) {
 	}
 }
 
-// TestServeHTTPReturnsErrorWithErrorRoutes: with handle_errors routes the
-// refusal is a caddyhttp.Error so those routes choose the page.
+// TestServeHTTPReturnsErrorWithErrorRoutes: with a handle_errors route that
+// handles it, the refusal is a caddyhttp.Error so that route chooses the page.
 func TestServeHTTPReturnsErrorWithErrorRoutes(t *testing.T) {
 	iss := startIssuer(t)
 	m := newHandler(t, iss, nil)
