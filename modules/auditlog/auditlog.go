@@ -30,8 +30,8 @@ func init() {
 	caddy.RegisterModule(AuditLog{})
 }
 
-// AuditLog writes one audit record per request. See the README for the
-// record format.
+// AuditLog writes one audit record per request. The record format is
+// documented on Record and in docs/audit_log.md.
 type AuditLog struct {
 	// OutputRaw is where records go: one of Caddy's log writer modules
 	// (namespace caddy.logging.writers: file, stderr, stdout, net). Required.
