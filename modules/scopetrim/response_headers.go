@@ -45,16 +45,14 @@ func (tw *trimWriter) judgeHeaders(dst http.Header) {
 		src = tw.header
 	}
 	base := tw.ResponseWriter.Header()
-	d := sidecar.DecisionFrom(tw.r)
-	removed := 0
+	var removed []string // rare: most answers drop nothing a policy could allow
 	for k, vals := range src {
 		if strings.HasPrefix(k, http.TrailerPrefix) {
 			continue // trailers are never forwarded
 		}
 		out, dropped := tw.judgeHeader(k, vals, base[k])
 		if dropped {
-			removed++
-			d.AddHeaderRemoved(k)
+			removed = append(removed, k)
 		}
 		if dst == nil {
 			continue
@@ -72,8 +70,9 @@ func (tw *trimWriter) judgeHeaders(dst http.Header) {
 			}
 		}
 	}
-	if removed > 0 {
-		tw.ep.policy.headersRemoved.Add(float64(removed))
+	if len(removed) > 0 {
+		sidecar.DecisionFrom(tw.r).AddHeadersRemoved(removed)
+		tw.ep.policy.headersRemoved.Add(float64(len(removed)))
 	}
 }
 

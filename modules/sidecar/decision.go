@@ -106,6 +106,23 @@ func (d *Decision) AddHeaderRemoved(name string) {
 	d.HeadersRemoved, d.HeadersRemovedOmitted = addName(d.HeadersRemoved, d.HeadersRemovedOmitted, name)
 }
 
+// AddHeadersRemoved records the names as AddHeaderRemoved does, listing the
+// alphabetically first ones (so that a record does not depend on map order)
+// at a cost linear in len(names).
+func (d *Decision) AddHeadersRemoved(names []string) {
+	if d == nil || len(names) == 0 {
+		return
+	}
+	var s nameSample
+	for _, n := range names {
+		s.add(n)
+	}
+	for _, n := range s.names {
+		d.AddHeaderRemoved(n)
+	}
+	d.HeadersRemovedOmitted += s.more
+}
+
 // AddVerifiedHeader notes a request header the sidecar set from verified
 // data.
 func (d *Decision) AddVerifiedHeader(name string) {

@@ -237,3 +237,15 @@ func FuzzCleanConnection(f *testing.F) {
 		}
 	})
 }
+
+func TestAddHeadersRemovedListsFirstNames(t *testing.T) {
+	var names []string
+	for i := range 40 {
+		names = append(names, fmt.Sprintf("X-H-%02d", 39-i))
+	}
+	d := new(Decision)
+	d.AddHeadersRemoved(names)
+	if len(d.HeadersRemoved) != MaxRecordedNames || d.HeadersRemoved[0] != "X-H-00" || d.HeadersRemoved[15] != "X-H-15" || d.HeadersRemovedOmitted != 40-MaxRecordedNames {
+		t.Fatalf("listed %q, %d more", d.HeadersRemoved, d.HeadersRemovedOmitted)
+	}
+}
