@@ -61,6 +61,18 @@ type Record struct {
 	// Withheld lists the withheld paths as patterns ("data.#.email"):
 	// field names, never values.
 	Withheld []string `json:"withheld"`
+	// RecordsReleased counts the records scope_trim's record rules
+	// released; written with RecordsWithheld when either is not zero
+	// (docs/records.md).
+	RecordsReleased int `json:"records_released,omitempty"`
+	// RecordsWithheld counts the records the rules withheld.
+	RecordsWithheld int `json:"records_withheld,omitempty"`
+	// RecordIDs are the released records' ids as per-tenant pseudonyms
+	// (recordPseudonym: 32 hex digits), at most sidecar.MaxRecordIDs.
+	RecordIDs []string `json:"record_ids,omitempty"`
+	// RecordIDsOmitted counts released records whose id is not listed
+	// (past the limit, without an id, or with pseudonymize off).
+	RecordIDsOmitted int `json:"record_ids_omitted,omitempty"`
 	// HeadersRemoved names the upstream response headers scope_trim's
 	// allowlist dropped (at most 16, names only).
 	HeadersRemoved []string `json:"headers_removed,omitempty"`
@@ -151,6 +163,20 @@ func appendHead(b []byte, rec *Record) []byte {
 	b = strconv.AppendInt(b, int64(rec.FieldsRemoved), 10)
 	b = append(b, `,"withheld":`...)
 	b = appendStrings(b, rec.Withheld)
+	if rec.RecordsReleased != 0 || rec.RecordsWithheld != 0 {
+		b = append(b, `,"records_released":`...)
+		b = strconv.AppendInt(b, int64(rec.RecordsReleased), 10)
+		b = append(b, `,"records_withheld":`...)
+		b = strconv.AppendInt(b, int64(rec.RecordsWithheld), 10)
+	}
+	if len(rec.RecordIDs) > 0 {
+		b = append(b, `,"record_ids":`...)
+		b = appendStrings(b, rec.RecordIDs)
+	}
+	if rec.RecordIDsOmitted != 0 {
+		b = append(b, `,"record_ids_omitted":`...)
+		b = strconv.AppendInt(b, int64(rec.RecordIDsOmitted), 10)
+	}
 	if len(rec.HeadersRemoved) > 0 {
 		b = append(b, `,"headers_removed":`...)
 		b = appendStrings(b, rec.HeadersRemoved)

@@ -40,6 +40,17 @@ type Decision struct {
 	SpoofedHeaders []string
 	// SpoofedHeadersOmitted counts the removals beyond the listed names.
 	SpoofedHeadersOmitted int
+	// RecordsReleased and RecordsWithheld count the records that record
+	// rules released and withheld (scope_trim records).
+	RecordsReleased, RecordsWithheld int
+	// RecordIDs are the ids of the first MaxRecordIDs released records, as
+	// the connector wrote them: audit_log writes them only as per-tenant
+	// pseudonyms. They are the one response value a decision holds; never
+	// log them.
+	RecordIDs []string
+	// RecordIDsOmitted counts released records whose id is not in
+	// RecordIDs (past MaxRecordIDs, or without an id).
+	RecordIDsOmitted int
 	// HeadersRemoved lists the upstream response headers that scope_trim's
 	// allowlist kept from the client (names only, at most MaxRecordedNames).
 	HeadersRemoved []string
@@ -51,6 +62,10 @@ type Decision struct {
 	// Not audited: the record has the identity and the tenant themselves.
 	VerifiedHeaders []string
 }
+
+// MaxRecordIDs bounds the record ids one decision (and so one audit record)
+// lists; the rest are counted in RecordIDsOmitted.
+const MaxRecordIDs = 64
 
 // MaxRecordedNames bounds each list of header names in a decision record:
 // a request can carry tens of thousands of names (max_header_size raised
@@ -203,4 +218,22 @@ func WithDecision(r *http.Request) (*http.Request, *Decision) {
 func DecisionFrom(r *http.Request) *Decision {
 	d, _ := r.Context().Value(decisionKey{}).(*Decision)
 	return d
+}
+
+// AddRecords adds what record rules decided about a response or a stream.
+// ids beyond MaxRecordIDs in all are counted as omitted.
+func (d *Decision) AddRecords(released, withheld int, ids []string, omitted int) {
+	if d == nil {
+		return
+	}
+	d.RecordsReleased += released
+	d.RecordsWithheld += withheld
+	d.RecordIDsOmitted += omitted
+	for _, id := range ids {
+		if len(d.RecordIDs) >= MaxRecordIDs {
+			d.RecordIDsOmitted++
+			continue
+		}
+		d.RecordIDs = append(d.RecordIDs, id)
+	}
 }
