@@ -64,6 +64,13 @@ type HeaderNames struct {
 	prefixes []prefixRule
 	rules    []string // each rule as recorded: canonical name, or the pattern
 	matchFn  func(string) (string, bool)
+	// exactLens has bit n set when an exact name is n bytes long (n < 256;
+	// longExact for longer ones), and minPrefix is the shortest prefix (-1
+	// without prefixes): most names are ruled out by their length alone,
+	// before they are folded.
+	exactLens [4]uint64
+	longExact bool
+	minPrefix int
 }
 
 type prefixRule struct {
@@ -74,7 +81,7 @@ type prefixRule struct {
 // NewHeaderNames compiles names and prefix patterns. Blank entries are
 // skipped and repeated ones kept once.
 func NewHeaderNames(patterns ...string) *HeaderNames {
-	n := &HeaderNames{exact: make(map[string]int, len(patterns))}
+	n := &HeaderNames{exact: make(map[string]int, len(patterns)), minPrefix: -1}
 	n.matchFn = n.Match // made once: a method value per request would allocate
 	for _, p := range patterns {
 		p = strings.TrimSpace(p)
@@ -90,6 +97,9 @@ func NewHeaderNames(patterns ...string) *HeaderNames {
 			if !dup {
 				n.prefixes = append(n.prefixes, prefixRule{folded: folded, rule: len(n.rules)})
 				n.rules = append(n.rules, p)
+				if n.minPrefix < 0 || len(folded) < n.minPrefix {
+					n.minPrefix = len(folded)
+				}
 			}
 			continue
 		}
@@ -97,6 +107,11 @@ func NewHeaderNames(patterns ...string) *HeaderNames {
 		if _, dup := n.exact[folded]; !dup {
 			n.exact[folded] = len(n.rules)
 			n.rules = append(n.rules, http.CanonicalHeaderKey(p))
+			if l := len(folded); l < 256 {
+				n.exactLens[l>>6] |= 1 << (l & 63)
+			} else {
+				n.longExact = true
+			}
 		}
 	}
 	return n
@@ -106,7 +121,7 @@ func NewHeaderNames(patterns ...string) *HeaderNames {
 // Names up to foldBufSize bytes are folded on the stack: a map index and a
 // comparison with string(bytes) do not allocate.
 func (n *HeaderNames) match(name string) int {
-	if n == nil {
+	if n == nil || !n.mayMatch(len(name)) {
 		return -1
 	}
 	var buf [foldBufSize]byte
@@ -128,6 +143,17 @@ func (n *HeaderNames) match(name string) int {
 		}
 	}
 	return -1
+}
+
+// mayMatch reports whether a name of l bytes could be in the set.
+func (n *HeaderNames) mayMatch(l int) bool {
+	if n.minPrefix >= 0 && l >= n.minPrefix {
+		return true
+	}
+	if l >= 256 {
+		return n.longExact
+	}
+	return n.exactLens[l>>6]&(1<<(l&63)) != 0
 }
 
 // Matches reports whether name is in the set under the folding rule.

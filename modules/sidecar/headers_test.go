@@ -48,6 +48,10 @@ func TestHeaderNamesMatch(t *testing.T) {
 	if len(n.rules) != 3 {
 		t.Fatalf("rules %q: repeated entries must be kept once", n.rules)
 	}
+	long := NewHeaderNames(strings.Repeat("x_", 150), "X-Short")
+	if !long.Matches(strings.Repeat("X-", 150)) || long.Matches(strings.Repeat("X-", 149)) || !long.Matches("x.short") || long.Matches("X-Shorts") {
+		t.Fatal("exact names are matched by length first; a long one must still match")
+	}
 	var none *HeaderNames
 	if none.Matches("X-Auth-Subject") {
 		t.Fatal("a nil set matches nothing")

@@ -65,7 +65,8 @@ func checkTenantHeader(values []string, tenant string) headerResult {
 // another way are merged too, so checkTenantHeader sees every copy and
 // refuses duplicates.
 func scrubDisguised(h http.Header, key string, tenantHeader *sidecar.HeaderNames, decision *sidecar.Decision) {
-	var disguised []string
+	var buf [4]string // a disguised copy is rare, several rarer: no allocation for them
+	disguised := buf[:0]
 	for name, values := range h {
 		switch {
 		case name == key || !tenantHeader.Matches(name):
