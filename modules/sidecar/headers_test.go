@@ -2,6 +2,8 @@ package sidecar
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -251,5 +253,29 @@ func TestAddHeadersRemovedListsFirstNames(t *testing.T) {
 	d.AddHeadersRemoved(names)
 	if len(d.HeadersRemoved) != MaxRecordedNames || d.HeadersRemoved[0] != "X-H-00" || d.HeadersRemoved[15] != "X-H-15" || d.HeadersRemovedOmitted != 40-MaxRecordedNames {
 		t.Fatalf("listed %q, %d more", d.HeadersRemoved, d.HeadersRemovedOmitted)
+	}
+}
+
+// TestScrubTrailersFunc: the function form records the trailer's name, and
+// removes an undeclared trailer once the body ends.
+func TestScrubTrailersFunc(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r, d := WithDecision(r)
+		ScrubTrailers(r, func(name string) bool { return SameHeaderName(name, "X-Tenant-Id") })
+		_, _ = io.Copy(io.Discard, r.Body)
+		if len(r.Trailer) != 1 || r.Trailer.Get("X-Other") != "kept" || !slices.Equal(d.SpoofedHeaders, []string{"Trailer: X-Tenant-Id"}) {
+			t.Errorf("trailers %v, recorded %q", r.Trailer, d.SpoofedHeaders)
+		}
+	}))
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: X-Tenant-ID, X-Other\r\nConnection: close\r\n\r\n"+
+		"4\r\nbody\r\n0\r\nX-Tenant-ID: globex\r\nX_Tenant_ID: globex\r\nX-Other: kept\r\n\r\n")
+	if _, err := io.ReadAll(conn); err != nil {
+		t.Fatal(err)
 	}
 }
