@@ -1,6 +1,7 @@
 package scopetrim
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/alysio/privacy-sidecar/modules/sidecar"
@@ -22,6 +23,14 @@ func (tw *trimWriter) unaudited(bodyLen int) bool {
 		bodyLen = 0
 	}
 	return sidecar.DecisionFrom(tw.r).Commit(tw.status, int64(bodyLen)) != nil
+}
+
+// unauditedProblem is unaudited for the generic problem that replaces an
+// upstream error body: the body is the sidecar's, but the status and the
+// headers the policy lets through are the upstream's.
+func (tw *trimWriter) unauditedProblem(p *sidecar.Problem) bool {
+	body, _ := json.Marshal(p) // as sidecar.WriteProblem writes it
+	return tw.unaudited(len(body))
 }
 
 // refuseUnaudited answers in place of an answer whose record could not be

@@ -61,6 +61,11 @@ func TestReleaseRefusedWhenTheRecordFails(t *testing.T) {
 		{"buffered", "GET", "/v1/contacts", jsonUpstream(200, contactsDoc, "X-Total-Count: 1042", "Link: </v1/contacts?cursor=c2>")},
 		{"HEAD", "HEAD", "/v1/contacts", jsonUpstream(200, contactsDoc)},
 		{"no body", "GET", "/v1/contacts", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }},
+		{"upstream error", "GET", "/v1/contacts", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write([]byte(`"id" db down`))
+		}},
 		{"ndjson", "GET", "/v1/contacts/export", ndjsonUpstream(`{"data":[{"id":1,"email":"ada@example.com"}]}`+"\n", `{"data":[{"id":2}]}`+"\n")},
 		{"empty ndjson", "GET", "/v1/contacts/export", ndjsonUpstream()},
 		{"gzip ndjson", "GET", "/v1/contacts/export", compressedNDJSON("gzip", `{"data":[{"id":1,"email":"ada@example.com"}]}`+"\n")},
