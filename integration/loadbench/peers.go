@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // oauth2ProxyModule is the peer -peers measures: oauth2-proxy as a user
@@ -59,7 +60,7 @@ func startOAuth2Proxy(name, bin, issuer, upstream string) (*sidecar, error) {
 		"--email-domain=*",
 		"--skip-jwt-bearer-tokens=true",
 		"--bearer-token-login-fallback=false",
-		"--upstream=" + upstream,
+		"--upstream=http://" + strings.TrimPrefix(upstream, "http://") + "/",
 		"--request-logging=false",
 		"--auth-logging=false",
 		"--silence-ping-logging=true",

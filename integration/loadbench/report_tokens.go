@@ -28,6 +28,9 @@ func missCosts(rows []Row, raw rawVerifyResult) []missCost {
 	}
 	var out []missCost
 	for _, r := range rows {
+		if spec, err := specFor(r.Config); err != nil || spec.OAuth2 {
+			continue // oauth2-proxy keeps no token cache: nothing to miss
+		}
 		base, ok := strings.CutSuffix(r.Config, "-fresh")
 		alt := false
 		if !ok {

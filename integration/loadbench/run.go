@@ -62,7 +62,7 @@ func run(ctx context.Context, o *options) error {
 		}
 		rep.profile = b.profile
 	}
-	if o.mode == "load" || o.mode == "all" {
+	if o.mode == "load" || o.mode == "all" || o.mode == "users" {
 		if err := b.loadPhase(ctx, rep); err != nil {
 			return err
 		}
