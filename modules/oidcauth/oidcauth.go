@@ -5,9 +5,11 @@
 //
 // Cheap checks (size, shape, algorithm, issuer, type, times, audience) run
 // before any key is needed, so malformed or foreign tokens never cause a key
-// fetch. Signatures are verified with go-oidc's verifier over the issuer's
-// own key set, which this package fetches with timeouts, size caps, a TTL,
-// background refresh and a rate limit on unknown kids.
+// fetch. The token is parsed once; its signature is then verified over the
+// segments as received with the issuer's own keys (go-jose's key types,
+// crypto/* primitives, RSA moduli precomputed per key), which this package
+// fetches with timeouts, size caps, a TTL, background refresh and a rate
+// limit on unknown kids.
 package oidcauth
 
 import (
@@ -38,7 +40,7 @@ var keySets = caddy.NewUsagePool()
 const (
 	defaultLeeway          = 30 * time.Second
 	defaultMaxTokenSize    = 16 << 10
-	defaultCacheSize       = 10000
+	defaultCacheSize       = 10000 // see tokenCache for how it was chosen
 	defaultCacheTTL        = 5 * time.Minute
 	defaultRealm           = "privacy-sidecar"
 	defaultRolesClaim      = "roles"
