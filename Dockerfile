@@ -5,7 +5,8 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/privacy-sidecar ./cmd/privacy-sidecar
+# nodemo: the production binary has no demo command and no development OIDC issuer.
+RUN CGO_ENABLED=0 go build -trimpath -tags nodemo -ldflags="-s -w" -o /out/privacy-sidecar ./cmd/privacy-sidecar
 
 # distroless/static has no shell and no package manager; nonroot is uid 65532.
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -5,6 +5,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -105,4 +106,27 @@ func importsOf(t *testing.T, file string) []string {
 		paths = append(paths, p)
 	}
 	return paths
+}
+
+// TestProductionBuildLeavesOutTheDemo checks that the nodemo build (the
+// Dockerfile's and CI's static build) links neither the demo command nor the
+// development OIDC issuer that mints tokens, and that the default build,
+// which `go run ./cmd/privacy-sidecar demo` uses, has both.
+func TestProductionBuildLeavesOutTheDemo(t *testing.T) {
+	devOnly := []string{modulePath + "/internal/demo", modulePath + "/internal/devidp", modulePath + "/internal/democrm"}
+	for _, tc := range []struct {
+		tags string
+		want bool
+	}{{"", true}, {"nodemo", false}} {
+		out, err := exec.Command("go", "list", "-deps", "-tags", tc.tags, "./cmd/privacy-sidecar").CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -tags %q: %v\n%s", tc.tags, err, out)
+		}
+		deps := strings.Fields(string(out))
+		for _, pkg := range devOnly {
+			if got := slices.Contains(deps, pkg); got != tc.want {
+				t.Errorf("build tags %q: links %s = %v, want %v", tc.tags, pkg, got, tc.want)
+			}
+		}
+	}
 }

@@ -56,7 +56,7 @@ func keyringSalts(t *testing.T, path string) map[string]string {
 	return kr.Salts
 }
 
-// expectedPseudonym recomputes a pseudonym as the README documents it:
+// expectedPseudonym recomputes a pseudonym as docs/audit_log.md documents it:
 // HMAC-SHA256 under HKDF(secret, tenant salt, info), truncated to 128 bits.
 func expectedPseudonym(t *testing.T, salt, tenant, kind, issuer, value string) string {
 	t.Helper()
@@ -159,7 +159,7 @@ func TestAuditLogPseudonymsAndForget(t *testing.T) {
 	if r := waitAudit(t, a.file, n)[n-1]; r.Subject != recs[3].Subject {
 		t.Error("forgetting acme changed alice's pseudonym in globex")
 	}
-	// The glob the README suggests picks up the log files, not the keyring.
+	// The glob docs/audit_log.md suggests picks up the log files, not the keyring.
 	files, _ := filepath.Glob(strings.TrimSuffix(a.file, ".jsonl") + "*.jsonl*")
 	if len(files) != 1 {
 		t.Fatalf("audit*.jsonl* matches %v", files)

@@ -46,7 +46,7 @@ func TestAuditLogRecordsEveryModulesRefusals(t *testing.T) {
 
 	const subject = "dana-subject-3141"
 	mint := func(tenant, scope string, extra devidp.Claims) string {
-		c := devidp.Claims{"tenant_id": tenant, "scope": scope, "email": "dana@example.com"}
+		c := devidp.Claims{"tenant_id": tenant, "scope": scope, "email": "dana@example.com", "crm_user_id": crmUser["crm_user_id"], "crm_team": crmUser["crm_team"]}
 		for k, v := range extra {
 			c[k] = v
 		}

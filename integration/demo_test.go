@@ -26,7 +26,11 @@ func TestDemo(t *testing.T) {
 		"Every step behaved as expected.",
 		"refused with tenant_mismatch",
 		"refused with connector_disconnected",
-		"hash chain intact over 6 records",
+		"refused with record_not_visible",
+		"refused with write_field_not_allowed; the connector was never called",
+		"the connector applied the change",
+		"records_released 2, records_withheld 1",
+		"hash chain intact over 9 records",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the demo's output lacks %q", want)

@@ -26,7 +26,7 @@ func TestScopeTrimTrimsByScopeAndRole(t *testing.T) {
 			// earlier handlers ran: our Accept-Encoding must survive it
 			"Connection: Accept-Encoding")
 		want := `{"data":[{"id":"c1","name":"Ada Lovelace","company":"ACME","owner_id":"u7","created_at":"2026-01-02"},` +
-			`{"id":"c2","name":"Bob Page","company":"Globex","owner_id":"u8","created_at":"2026-02-03"}],"next_cursor":"cur_2","total":2}`
+			`{"id":"c2","name":"Bob Page","company":"Globex","owner_id":"u8","created_at":"2026-02-03"}],"next_cursor":"cur_2"}`
 		if resp.StatusCode != 200 || string(body) != want {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
@@ -159,12 +159,12 @@ func TestScopeTrimNDJSON(t *testing.T) {
 	s.respond(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		for i := 0; i < 3; i++ {
-			w.Write([]byte(`{"data":[{"id":"c` + strconv.Itoa(i) + `","email":"ada@example.com","ssn":"123-45-6789"}]}` + "\n"))
+			w.Write([]byte(`{"data":[{"id":"c` + strconv.Itoa(i) + `","owner_id":"u7","email":"ada@example.com","ssn":"123-45-6789"}]}` + "\n"))
 			w.(http.Flusher).Flush()
 		}
 	})
 	resp, body := s.sidecar.Get(t, "/v1/contacts/export", s.token(t, "contacts:read"))
-	want := `{"data":[{"id":"c0"}]}` + "\n" + `{"data":[{"id":"c1"}]}` + "\n" + `{"data":[{"id":"c2"}]}` + "\n"
+	want := `{"data":[{"id":"c0","owner_id":"u7"}]}` + "\n" + `{"data":[{"id":"c1","owner_id":"u7"}]}` + "\n" + `{"data":[{"id":"c2","owner_id":"u7"}]}` + "\n"
 	if resp.StatusCode != 200 || string(body) != want {
 		t.Fatalf("%d %q", resp.StatusCode, body)
 	}
@@ -176,7 +176,7 @@ func TestScopeTrimNDJSON(t *testing.T) {
 		w.Header().Set("Content-Encoding", "gzip")
 		zw := gzip.NewWriter(w)
 		for i := 0; i < 3; i++ {
-			zw.Write([]byte(`{"data":[{"id":"c` + strconv.Itoa(i) + `","email":"ada@example.com","ssn":"123-45-6789"}]}` + "\n"))
+			zw.Write([]byte(`{"data":[{"id":"c` + strconv.Itoa(i) + `","owner_id":"u7","email":"ada@example.com","ssn":"123-45-6789"}]}` + "\n"))
 			zw.Flush()
 			w.(http.Flusher).Flush()
 		}

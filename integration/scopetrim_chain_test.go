@@ -30,7 +30,7 @@ func TestScopeTrimInTheWholeChain(t *testing.T) {
 		"ISSUER": iss.URL, "SCOPE_TRIM_HASH_KEY": scopeTrimHashKey, "AUDIT_FILE": file, "AUDIT_KEY": auditKey, "UPSTREAM": crm.Addr,
 	})
 	token := func(tenant, scope string, roles ...string) string {
-		c := devidp.Claims{"tenant_id": tenant, "scope": scope}
+		c := devidp.Claims{"tenant_id": tenant, "scope": scope, "crm_user_id": crmUser["crm_user_id"], "crm_team": crmUser["crm_team"]}
 		if len(roles) > 0 {
 			c["roles"] = roles
 		}

@@ -127,10 +127,10 @@ func TestScopeTrimNDJSONBadRecordEndsTheStream(t *testing.T) {
 	s := startScopeTrim(t, scopeTrimCaddyfile, nil)
 	s.respond(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
-		w.Write([]byte(`{"data":[{"id":"c1","email":"ada@example.com"}]}` + "\n"))
+		w.Write([]byte(`{"data":[{"id":"c1","owner_id":"u7","email":"ada@example.com"}]}` + "\n"))
 		w.(http.Flusher).Flush()
-		w.Write([]byte("{\"data\":[{\"id\":\"c2\",\"ssn\":\"123-45-6789\",\"bad\":\"\xff\"}]}\n"))
-		w.Write([]byte(`{"data":[{"id":"c3","email":"bob@example.org"}]}` + "\n"))
+		w.Write([]byte("{\"data\":[{\"id\":\"c2\",\"owner_id\":\"u7\",\"ssn\":\"123-45-6789\",\"bad\":\"\xff\"}]}\n"))
+		w.Write([]byte(`{"data":[{"id":"c3","owner_id":"u7","email":"bob@example.org"}]}` + "\n"))
 	})
 	req := NewRequest(t, "GET", s.sidecar.URL+"/v1/contacts/export", s.token(t, "contacts:read"))
 	resp, err := http.DefaultTransport.RoundTrip(req)
@@ -142,7 +142,7 @@ func TestScopeTrimNDJSONBadRecordEndsTheStream(t *testing.T) {
 	if readErr == nil {
 		t.Fatalf("the stream ended normally: %q", body)
 	}
-	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), `{"data":[{"id":"c1"}]}`+"\n") {
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), `{"data":[{"id":"c1","owner_id":"u7"}]}`+"\n") {
 		t.Fatalf("%d %q", resp.StatusCode, body)
 	}
 	assertWithheld(t, resp, body, crmSecrets...)

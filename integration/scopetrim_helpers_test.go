@@ -64,10 +64,15 @@ func (s *scopeTrimSetup) respond(h http.HandlerFunc) {
 	s.upstream.Reset()
 }
 
-// token mints an access token with the given scope string and roles.
+// crmUser are the claims of a CRM user who owns (or whose team owns)
+// every record of crmContacts, for policies/crm.json's record rules.
+var crmUser = devidp.Claims{"crm_user_id": "u7", "crm_team": []string{"u7", "u8"}}
+
+// token mints an access token with the given scope string and roles, for
+// a user who is CRM user u7 in a team with u8 (crmUser).
 func (s *scopeTrimSetup) token(t *testing.T, scope string, roles ...string) string {
 	t.Helper()
-	extra := devidp.Claims{"scope": scope}
+	extra := devidp.Claims{"scope": scope, "crm_user_id": crmUser["crm_user_id"], "crm_team": crmUser["crm_team"]}
 	if scope == "" {
 		extra["scope"] = nil
 	}

@@ -2,6 +2,11 @@
 // It takes every Caddy command and flag unchanged (run, adapt, validate, fmt,
 // list-modules, version, ...) and adds the sidecar's own (audit verify, audit
 // forget, demo).
+//
+// The demo command, with its development OIDC issuer and sample connector,
+// is compiled in unless the build sets the nodemo tag (demo.go), as the
+// Dockerfile and CI's static build do: a production binary cannot mint
+// tokens.
 package main
 
 import (
@@ -10,7 +15,6 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/alysio/privacy-sidecar"
-	_ "github.com/alysio/privacy-sidecar/internal/demo"
 )
 
 func main() {

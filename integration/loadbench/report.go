@@ -175,7 +175,7 @@ func referenceSize(sizes []sizeSpec) string {
 	return best
 }
 
-// markdown renders the report for the README's performance section.
+// markdown renders the report for docs/performance.md.
 func (rep *report) markdown() string {
 	var b strings.Builder
 	o, m := rep.o, rep.machine

@@ -34,8 +34,10 @@ Runs the privacy sidecar's main job on this machine alone: a development OIDC
 issuer and a sample CRM connector with two tenants start on loopback, the
 sidecar runs from caddyfiles/demo.Caddyfile and policies/ (run it from the
 repository's top directory), and the same request is shown under different
-tokens: full access, no personal data, hashed email, another tenant's data,
-a disconnected integration. It ends by verifying the audit log's chain.
+tokens: full access, a sales rep who sees only their team's contacts and no
+personal data, hashed email, another rep's contact, an allowed and a refused
+write, another tenant's data, a disconnected integration. It ends by
+verifying the audit log's chain.
 
 It exits non-zero if the sidecar did not behave as shown.
 
@@ -99,6 +101,7 @@ type world struct {
 	listen   string
 	issuer   *devidp.Issuer
 	upstream *http.Server
+	crm      *democrm.CRM
 	upAddr   string
 	audit    string
 }
@@ -113,9 +116,10 @@ func startWorld(dir, listen string) (*world, error) {
 		iss.Close()
 		return nil, err
 	}
-	up := &http.Server{Handler: democrm.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	crm := democrm.New()
+	up := &http.Server{Handler: crm, ReadHeaderTimeout: 5 * time.Second}
 	go up.Serve(ln)
-	w := &world{dir: dir, listen: listen, issuer: iss, upstream: up, upAddr: ln.Addr().String(), audit: filepath.Join(dir, "audit.jsonl")}
+	w := &world{dir: dir, listen: listen, issuer: iss, upstream: up, crm: crm, upAddr: ln.Addr().String(), audit: filepath.Join(dir, "audit.jsonl")}
 	if err := writeRegistry(filepath.Join(dir, "tenants.json"), iss.URL); err != nil {
 		w.close()
 		return nil, err

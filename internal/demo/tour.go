@@ -18,13 +18,18 @@ import (
 // scenario is one request of the tour and what the sidecar must do with it.
 type scenario struct {
 	title   string
+	method  string // GET unless set
 	path    string
+	body    string // a JSON request body, for writes
 	token   string
 	headers map[string]string
 	status  int
 	reason  string   // the refusal's reason code, for refusals
 	shows   []string // must appear in the body
 	hides   []string // must not appear anywhere in the response
+	// noWrite: the connector must not receive a write for this request
+	noWrite bool
+	note    string // printed after a pass, instead of the summary
 }
 
 func scenarios(iss *devidp.Issuer) []scenario {
@@ -33,17 +38,38 @@ func scenarios(iss *devidp.Issuer) []scenario {
 	}
 	acme := map[string]string{"X-Tenant-ID": "acme"}
 	pii := []string{"maria.lindqvist@nordlicht.example", "+46 70 123 45 67", "Prefers calls after 3pm"}
+	otherReps := []string{"Aisha Okafor", "Lagos Fintech", "c_1003", "u_22"}
 	return []scenario{
 		{
-			title: "Full access: a privacy officer of acme (contacts:read contacts:pii)",
-			path:  "/v1/contacts", token: token("officer-7", "acme", "contacts:read contacts:pii"), headers: acme,
-			status: 200, shows: []string{"maria.lindqvist@nordlicht.example", "+46 70 123 45 67"},
+			title: "Full access: a privacy officer of acme (contacts:read contacts:all contacts:pii)",
+			path:  "/v1/contacts", token: token("officer-7", "acme", "contacts:read contacts:all contacts:pii"), headers: acme,
+			status: 200, shows: []string{"maria.lindqvist@nordlicht.example", "+46 70 123 45 67", "Aisha Okafor"},
 			hides: []string{"Prefers calls after 3pm", "lead_score"}, // notes are redacted even here; lead_score is in no policy
 		},
 		{
-			title: "No personal data: a sales rep of acme (contacts:read)",
+			title: "A sales rep sees their team's contacts, without personal data: rep-12 of acme (contacts:read; crm_user_id u_17, crm_team u_17 u_18)",
 			path:  "/v1/contacts", token: token("rep-12", "acme", "contacts:read"), headers: acme,
-			status: 200, shows: []string{"Maria Lindqvist", "Nordlicht AB"}, hides: append(pii, "lead_score"),
+			status: 200, shows: []string{"Maria Lindqvist", "Nordlicht AB", "Jonas Becker"}, hides: append(append(pii, "lead_score"), otherReps...),
+			note: "only contacts owned by u_17 or u_18 were released (record rules); fields outside the token's scopes were withheld",
+		},
+		{
+			title: "Another rep's contact: rep-12 asks for c_1003, owned by u_22",
+			path:  "/v1/contacts/c_1003", token: token("rep-12", "acme", "contacts:read"), headers: acme,
+			status: 404, reason: "record_not_visible", hides: otherReps,
+			note: "refused with record_not_visible: the same answer as for a contact that does not exist",
+		},
+		{
+			title:  "An allowed write: rep-12 moves deal d_501 to stage won (deals:write may send stage, amount, notes)",
+			method: "PATCH", path: "/v1/deals/d_501", body: `{"stage":"won","notes":"Signed on the call."}`,
+			token: token("rep-12", "acme", "deals:write"), headers: acme,
+			status: 200, shows: []string{`"stage":"won"`}, hides: []string{"maria.lindqvist@nordlicht.example"},
+			note: "the connector applied the change; its answer was trimmed like any other",
+		},
+		{
+			title:  "A refused write: rep-12 also tries to move the deal to another contact",
+			method: "PATCH", path: "/v1/deals/d_501", body: `{"stage":"lost","contact_id":"c_1003"}`,
+			token: token("rep-12", "acme", "deals:write"), headers: acme,
+			status: 403, reason: "write_field_not_allowed", shows: []string{"contact_id"}, noWrite: true,
 		},
 		{
 			title: "Hashed email, masked phone: an analyst of acme (contacts:analytics)",
@@ -91,14 +117,29 @@ func tour(out *printer, w *world) bool {
 
 func runScenario(out *printer, w *world, n int, sc scenario) bool {
 	out.heading(fmt.Sprintf("%d. %s", n, sc.title))
-	req, _ := http.NewRequest(http.MethodGet, "http://"+w.listen+sc.path, nil)
+	method := sc.method
+	if method == "" {
+		method = http.MethodGet
+	}
+	var reqBody io.Reader
+	if sc.body != "" {
+		reqBody = strings.NewReader(sc.body)
+	}
+	req, _ := http.NewRequest(method, "http://"+w.listen+sc.path, reqBody)
 	if sc.token != "" {
 		req.Header.Set("Authorization", "Bearer "+sc.token)
+	}
+	if sc.body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	for k, v := range sc.headers {
 		req.Header.Set(k, v)
 	}
-	out.line("GET %s  %s", sc.path, describeHeaders(sc))
+	writesBefore := w.crm.Writes()
+	out.line("%s %s  %s", method, sc.path, describeHeaders(sc))
+	if sc.body != "" {
+		out.line("   %s", sc.body)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		out.fail("request failed: %v", err)
@@ -131,6 +172,10 @@ func runScenario(out *printer, w *world, n int, sc scenario) bool {
 			ok = false
 		}
 	}
+	if sc.noWrite && w.crm.Writes() != writesBefore {
+		out.fail("the connector received the refused write")
+		ok = false
+	}
 	if ok {
 		out.pass(summary(sc))
 	}
@@ -139,6 +184,8 @@ func runScenario(out *printer, w *world, n int, sc scenario) bool {
 
 func summary(sc scenario) string {
 	switch {
+	case sc.note != "":
+		return sc.note
 	case sc.reason != "":
 		return "refused with " + sc.reason + "; the connector was never called"
 	case len(sc.hides) > 0:
@@ -174,8 +221,22 @@ func checkAudit(out *printer, w *world, want int) bool {
 		out.fail("expected %d records", want)
 		return false
 	}
-	out.line("the cross-tenant refusal's record (subject and client are pseudonyms):")
-	out.body([]byte(lines[3]))
+	for i, sc := range scenarios(w.issuer) {
+		switch {
+		case strings.HasPrefix(sc.title, "A sales rep sees"):
+			var rec struct {
+				Released int      `json:"records_released"`
+				Withheld int      `json:"records_withheld"`
+				IDs      []string `json:"record_ids"`
+			}
+			_ = json.Unmarshal([]byte(lines[i]), &rec)
+			out.line("the sales rep's list: records_released %d, records_withheld %d, record_ids %v", rec.Released, rec.Withheld, rec.IDs)
+			out.line("(record ids, subjects and clients are pseudonyms under the tenant's key: audit forget unlinks them)")
+		case sc.reason == "tenant_mismatch":
+			out.line("the cross-tenant refusal's record:")
+			out.body([]byte(lines[i]))
+		}
+	}
 	res, err := auditlog.Verify([]string{w.audit}, auditlog.VerifyOptions{})
 	if err != nil {
 		out.fail("audit chain: %v", err)
@@ -203,13 +264,14 @@ func readLines(path string) []string {
 // printTry tells the user how to send their own requests.
 func printTry(out *printer, w *world) {
 	iss := w.issuer
-	tok := iss.MustMint(iss.AccessClaims("you", "connector-api", devidp.Claims{"tenant_id": "acme", "scope": "contacts:read", "exp": time.Now().Add(time.Hour).Unix()}))
-	full := iss.MustMint(iss.AccessClaims("you", "connector-api", devidp.Claims{"tenant_id": "acme", "scope": "contacts:read contacts:pii deals:read deals:pii", "exp": time.Now().Add(time.Hour).Unix()}))
+	tok := iss.MustMint(iss.AccessClaims("rep-12", "connector-api", devidp.Claims{"tenant_id": "acme", "scope": "contacts:read deals:read deals:write", "exp": time.Now().Add(time.Hour).Unix()}))
+	full := iss.MustMint(iss.AccessClaims("you", "connector-api", devidp.Claims{"tenant_id": "acme", "scope": "contacts:read contacts:all contacts:pii deals:read deals:pii", "exp": time.Now().Add(time.Hour).Unix()}))
 	out.heading("The sidecar stays up: try it (Ctrl-C to stop)")
 	out.line("TOKEN=%s", tok)
 	out.line("FULL=%s", full)
 	out.line(`curl -s -H "Authorization: Bearer $TOKEN" -H "X-Tenant-ID: acme" http://%s/v1/contacts`, w.listen)
 	out.line(`curl -s -H "Authorization: Bearer $FULL" -H "X-Tenant-ID: acme" http://%s/v1/deals`, w.listen)
+	out.line(`curl -s -X PATCH -H "Authorization: Bearer $TOKEN" -H "X-Tenant-ID: acme" -H "Content-Type: application/json" -d '{"stage":"won"}' http://%s/v1/deals/d_502`, w.listen)
 	out.line("audit log: %s   (privacy-sidecar audit verify %s)", w.audit, w.audit)
 }
 

@@ -6,9 +6,12 @@ package democrm
 
 import (
 	"encoding/json"
-	"fmt"
+	"io"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Contact is a person in a tenant's CRM. Field names follow policies/crm.json;
@@ -36,6 +39,7 @@ type Deal struct {
 	ContactID    string `json:"contact_id"`
 	ContactEmail string `json:"contact_email"`
 	ContactPhone string `json:"contact_phone"`
+	Notes        string `json:"notes"`
 }
 
 // Tenant is one organisation's data.
@@ -53,8 +57,8 @@ var Data = map[string]Tenant{
 			{"c_1003", "Aisha Okafor", "Lagos Fintech Ltd", "u_22", "2026-06-30T08:45:00Z", "aisha@lagosfintech.example", "+234 803 555 0142", "12 Marina Road, Lagos", "Met at SaaStr; interested in the EU region.", 92},
 		},
 		Deals: []Deal{
-			{"d_501", "Nordlicht expansion", "negotiation", 48000, "EUR", "c_1001", "maria.lindqvist@nordlicht.example", "+46 70 123 45 67"},
-			{"d_502", "Becker renewal", "proposal", 120000, "EUR", "c_1002", "j.becker@becker-logistik.example", "+49 151 2345 6789"},
+			{"d_501", "Nordlicht expansion", "negotiation", 48000, "EUR", "c_1001", "maria.lindqvist@nordlicht.example", "+46 70 123 45 67", "Champion is Maria; legal review of the DPA pending."},
+			{"d_502", "Becker renewal", "proposal", 120000, "EUR", "c_1002", "j.becker@becker-logistik.example", "+49 151 2345 6789", "CFO asked for a three-year price."},
 		},
 	},
 	"globex": {
@@ -63,32 +67,66 @@ var Data = map[string]Tenant{
 			{"c_2002", "Frank Grimes", "Springfield Nuclear", "u_91", "2026-02-07T11:00:00Z", "frank.grimes@snpp.example", "+1 555 010 0142", "742 Evergreen Terrace, Springfield", "Very detail oriented.", 12},
 		},
 		Deals: []Deal{
-			{"d_901", "Reactor maintenance", "won", 1000000, "USD", "c_2001", "hank@globex.example", "+1 555 010 0199"},
+			{"d_901", "Reactor maintenance", "won", 1000000, "USD", "c_2001", "hank@globex.example", "+1 555 010 0199", "Hank wants it done by Friday."},
 		},
 	},
 }
 
-// Handler serves the CRM API:
+// Handler serves the CRM API on a copy of Data of its own (writes change
+// that copy only):
 //
-//	GET /v1/contacts          {"data":[...], "next_cursor": ...}
-//	GET /v1/deals             {"data":[...], "next_cursor": ...}
-//	GET /v1/contacts/export   NDJSON, one contact per line
+//	GET   /v1/contacts          {"data":[...], "next_cursor": ...}
+//	GET   /v1/contacts/{id}     one contact, or 404
+//	GET   /v1/deals             {"data":[...], "next_cursor": ...}
+//	PATCH /v1/deals/{id}        JSON fields to change (stage, amount, notes,
+//	                            title); answers the changed deal
+//	GET   /v1/contacts/export   NDJSON, one contact per line
 //
 // An unknown or missing tenant gets 404, as a real connector would answer.
-func Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/contacts", func(w http.ResponseWriter, r *http.Request) {
-		if t, ok := tenantOf(w, r); ok {
+// The connector applies what it is sent: deciding who may write what is
+// the sidecar's job.
+func Handler() http.Handler { return New() }
+
+// CRM is a running connector: Handler's data and a count of the writes it
+// received, so that a demo or test can show a refused write never arrived.
+type CRM struct {
+	mux    *http.ServeMux
+	mu     sync.Mutex
+	data   map[string]Tenant
+	writes atomic.Int64
+}
+
+// New returns a connector serving a fresh copy of Data.
+func New() *CRM {
+	c := &CRM{mux: http.NewServeMux(), data: map[string]Tenant{}}
+	for id, t := range Data {
+		c.data[id] = Tenant{Contacts: slices.Clone(t.Contacts), Deals: slices.Clone(t.Deals)}
+	}
+	c.mux.HandleFunc("GET /v1/contacts", func(w http.ResponseWriter, r *http.Request) {
+		if t, ok := c.tenantOf(w, r); ok {
 			writeList(w, t.Contacts)
 		}
 	})
-	mux.HandleFunc("GET /v1/deals", func(w http.ResponseWriter, r *http.Request) {
-		if t, ok := tenantOf(w, r); ok {
+	c.mux.HandleFunc("GET /v1/contacts/{id}", func(w http.ResponseWriter, r *http.Request) {
+		t, ok := c.tenantOf(w, r)
+		if !ok {
+			return
+		}
+		i := slices.IndexFunc(t.Contacts, func(x Contact) bool { return x.ID == r.PathValue("id") })
+		if i < 0 {
+			writeError(w, http.StatusNotFound, "not_found", "no such contact")
+			return
+		}
+		writeJSON(w, http.StatusOK, t.Contacts[i])
+	})
+	c.mux.HandleFunc("GET /v1/deals", func(w http.ResponseWriter, r *http.Request) {
+		if t, ok := c.tenantOf(w, r); ok {
 			writeList(w, t.Deals)
 		}
 	})
-	mux.HandleFunc("GET /v1/contacts/export", func(w http.ResponseWriter, r *http.Request) {
-		t, ok := tenantOf(w, r)
+	c.mux.HandleFunc("PATCH /v1/deals/{id}", c.patchDeal)
+	c.mux.HandleFunc("GET /v1/contacts/export", func(w http.ResponseWriter, r *http.Request) {
+		t, ok := c.tenantOf(w, r)
 		if !ok {
 			return
 		}
@@ -98,19 +136,76 @@ func Handler() http.Handler {
 			_ = enc.Encode(c)
 		}
 	})
-	return mux
+	return c
 }
 
-func tenantOf(w http.ResponseWriter, r *http.Request) (Tenant, bool) {
-	id := strings.TrimSpace(r.Header.Get("X-Tenant-ID"))
-	t, ok := Data[id]
+// ServeHTTP implements http.Handler.
+func (c *CRM) ServeHTTP(w http.ResponseWriter, r *http.Request) { c.mux.ServeHTTP(w, r) }
+
+// Writes counts the write requests that reached the connector.
+func (c *CRM) Writes() int64 { return c.writes.Load() }
+
+func (c *CRM) patchDeal(w http.ResponseWriter, r *http.Request) {
+	c.writes.Add(1)
+	if _, ok := c.tenantOf(w, r); !ok {
+		return
+	}
+	var change struct {
+		Title  *string `json:"title"`
+		Stage  *string `json:"stage"`
+		Amount *int64  `json:"amount"`
+		Notes  *string `json:"notes"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&change); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "the body is not a deal change")
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.data[strings.TrimSpace(r.Header.Get("X-Tenant-ID"))]
+	i := slices.IndexFunc(t.Deals, func(d Deal) bool { return d.ID == r.PathValue("id") })
+	if i < 0 {
+		writeError(w, http.StatusNotFound, "not_found", "no such deal")
+		return
+	}
+	d := &t.Deals[i]
+	if change.Title != nil {
+		d.Title = *change.Title
+	}
+	if change.Stage != nil {
+		d.Stage = *change.Stage
+	}
+	if change.Amount != nil {
+		d.Amount = *change.Amount
+	}
+	if change.Notes != nil {
+		d.Notes = *change.Notes
+	}
+	writeJSON(w, http.StatusOK, *d)
+}
+
+func (c *CRM) tenantOf(w http.ResponseWriter, r *http.Request) (Tenant, bool) {
+	c.mu.Lock()
+	t, ok := c.data[strings.TrimSpace(r.Header.Get("X-Tenant-ID"))]
+	if ok {
+		t = Tenant{Contacts: slices.Clone(t.Contacts), Deals: slices.Clone(t.Deals)}
+	}
+	c.mu.Unlock()
 	if !ok {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		fmt.Fprintf(w, `{"error":"unknown tenant"}`)
+		writeError(w, http.StatusNotFound, "unknown_tenant", "unknown tenant")
 		return Tenant{}, false
 	}
 	return t, true
+}
+
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": message}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 func writeList[T any](w http.ResponseWriter, items []T) {

@@ -15,8 +15,19 @@ import (
 // Claims are a token's payload.
 type Claims map[string]any
 
+// Directory holds the profile claims the issuer adds to the tokens of its
+// demo subjects, as an identity provider adds attributes from its user
+// directory: the CRM user each one is (crm_user_id) and the CRM users whose
+// records their team shares (crm_team), which policies/crm.json's record
+// rules read. Subjects not listed get no such claims.
+var Directory = map[string]Claims{
+	"rep-12": {"crm_user_id": "u_17", "crm_team": []string{"u_17", "u_18"}, "name": "Sam Rep"},
+	"rep-31": {"crm_user_id": "u_22", "crm_team": []string{"u_22"}, "name": "Kim Rep"},
+}
+
 // AccessClaims returns the usual claims of an access token for subject and
-// audience, valid from now for ten minutes, with extra merged over them.
+// audience, valid from now for ten minutes, with the subject's Directory
+// claims and then extra merged over them.
 func (iss *Issuer) AccessClaims(subject, audience string, extra Claims) Claims {
 	now := time.Now()
 	c := Claims{
@@ -28,6 +39,9 @@ func (iss *Issuer) AccessClaims(subject, audience string, extra Claims) Claims {
 		"exp":       now.Add(10 * time.Minute).Unix(),
 		"client_id": "demo-client",
 		"jti":       fmt.Sprintf("%x", randomBytes(8)),
+	}
+	for k, v := range Directory[subject] {
+		c[k] = v
 	}
 	for k, v := range extra {
 		if v == nil {

@@ -30,8 +30,8 @@ func init() {
 	caddy.RegisterModule(AuditLog{})
 }
 
-// AuditLog writes one audit record per request. See the README for the
-// record format.
+// AuditLog writes one audit record per request. The record format is
+// documented on Record and in docs/audit_log.md.
 type AuditLog struct {
 	// OutputRaw is where records go: one of Caddy's log writer modules
 	// (namespace caddy.logging.writers: file, stderr, stdout, net). Required.
@@ -287,6 +287,9 @@ func (m *AuditLog) fill(rec *Record, r *http.Request, d *sidecar.Decision, rw ca
 	rec.Endpoint = d.Endpoint
 	rec.FieldsRemoved = d.FieldsRemoved
 	rec.Withheld = d.Withheld
+	rec.RecordsReleased, rec.RecordsWithheld = d.RecordsReleased, d.RecordsWithheld
+	rec.RecordIDs, rec.RecordIDsOmitted = m.recordIDs(rec.RecordIDs[:0], rec.Tenant, d.RecordIDs), d.RecordIDsOmitted
+	rec.RecordIDsOmitted += len(d.RecordIDs) - len(rec.RecordIDs)
 	rec.SpoofedHeaders = d.SpoofedHeaders
 	rec.SecurityEvent = securityEvent(rec.Decision, rec.Reason, d.SpoofedHeaders)
 	rec.BytesOut = int64(rw.Size())
@@ -305,6 +308,21 @@ func (m *AuditLog) pseudonym(rec *Record, kind, issuer, value string) string {
 		return "unavailable"
 	}
 	return p
+}
+
+// recordIDs appends the pseudonyms of the released records' ids to dst.
+// Without pseudonyms (pseudonymize off, or the keyring failing) it lists
+// none: a record never holds a raw record id.
+func (m *AuditLog) recordIDs(dst []string, tenant string, ids []string) []string {
+	if m.pseudo == nil || len(ids) == 0 {
+		return dst
+	}
+	out, err := m.pseudo.recordPseudonyms(dst, tenant, ids)
+	if err != nil {
+		m.logger.Error("cannot pseudonymise record ids for the audit record; they are counted as omitted", zap.Error(err))
+		return dst
+	}
+	return out
 }
 
 // errorReason names a handler error that no sidecar module explained.
@@ -395,8 +413,8 @@ var (
 )
 
 func putRecord(rec *Record) {
-	qp := rec.QueryParams[:0]
-	*rec = Record{QueryParams: qp}
+	qp, ids := rec.QueryParams[:0], rec.RecordIDs[:0]
+	*rec = Record{QueryParams: qp, RecordIDs: ids}
 	recordPool.Put(rec)
 }
 

@@ -54,6 +54,9 @@ type tenantKey struct {
 	pool  sync.Pool // of *keyedMAC
 	mu    sync.RWMutex
 	cache map[pseudonymInput]string
+	// ids caches record id pseudonyms apart from cache, so that the many
+	// ids of list answers do not push the few subjects out
+	ids map[string]string
 }
 
 type pseudonymInput struct{ kind, issuer, value string }
@@ -118,6 +121,39 @@ func (tk *tenantKey) compute(in pseudonymInput) string {
 	return hex.EncodeToString(sum[:16])
 }
 
+// recordPseudonym is the pseudonym of a connector record's id under a
+// tenant's key: the subject pseudonym's construction (compute) with kind
+// "record" and no issuer, so that forgetting the tenant unlinks record ids
+// as it unlinks subjects. Anything that looks a record up by its id (an
+// access report) computes the same function with the same tenant key.
+func recordPseudonym(tk *tenantKey, id string) string {
+	return tk.compute(pseudonymInput{kind: "record", value: id})
+}
+
+// recordPseudonyms appends the pseudonyms of ids in tenant to dst.
+func (p *pseudonymizer) recordPseudonyms(dst []string, tenant string, ids []string) ([]string, error) {
+	tk, err := p.key(tenant)
+	if err != nil {
+		return dst, err
+	}
+	for _, id := range ids {
+		tk.mu.RLock()
+		ps, ok := tk.ids[id]
+		tk.mu.RUnlock()
+		if !ok {
+			ps = recordPseudonym(tk, id)
+			tk.mu.Lock()
+			if len(tk.ids) >= maxCachedPseudonyms {
+				clear(tk.ids)
+			}
+			tk.ids[id] = ps
+			tk.mu.Unlock()
+		}
+		dst = append(dst, ps)
+	}
+	return dst, nil
+}
+
 // key returns the tenant's key, creating and persisting a salt for a tenant
 // seen for the first time.
 func (p *pseudonymizer) key(tenant string) (*tenantKey, error) {
@@ -149,7 +185,7 @@ func (p *pseudonymizer) derive(tenant string, salt []byte) *tenantKey {
 	if err != nil { // only for absurd lengths
 		panic(err)
 	}
-	tk := &tenantKey{cache: make(map[pseudonymInput]string)}
+	tk := &tenantKey{cache: make(map[pseudonymInput]string), ids: make(map[string]string)}
 	tk.pool.New = func() any { return &keyedMAC{h: hmac.New(sha256.New, key)} }
 	return tk
 }

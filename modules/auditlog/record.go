@@ -9,37 +9,90 @@ import (
 )
 
 // Record is one line of the audit log. The field names are a contract: log
-// pipelines, `privacy-sidecar audit verify` and the README depend on them.
-// It holds names, codes, counts, path patterns and pseudonyms, never a token,
-// a header value, a query value, a body or a raw subject.
+// pipelines, `privacy-sidecar audit verify` and docs/audit_log.md depend on
+// them (TestRecordFieldsAreDocumented keeps that page and these fields the
+// same). It holds names, codes, counts, path patterns and pseudonyms, never a
+// token, a header value, a query value, a body or a raw subject. Fields are
+// written in this order; the omitempty ones only when non-empty.
 type Record struct {
-	TS             string   `json:"ts"`
-	RequestID      string   `json:"request_id"`
-	Decision       string   `json:"decision"`
-	Reason         string   `json:"reason"`
-	Status         int      `json:"status"`
-	Method         string   `json:"method"`
-	Host           string   `json:"host"`
-	Path           string   `json:"path"`
-	QueryParams    []string `json:"query_params,omitempty"`
-	Tenant         string   `json:"tenant"`
-	Subject        string   `json:"subject"`
-	ClientID       string   `json:"client_id"`
-	Issuer         string   `json:"issuer"`
-	Scopes         []string `json:"scopes"`
-	Connector      string   `json:"connector"`
-	Policy         string   `json:"policy"`
-	Endpoint       string   `json:"endpoint,omitempty"`
-	FieldsRemoved  int      `json:"fields_removed"`
-	Withheld       []string `json:"withheld"`
+	// TS is when the request arrived: RFC 3339 with nanoseconds, UTC.
+	TS string `json:"ts"`
+	// RequestID is Caddy's {http.request.uuid} for the request.
+	RequestID string `json:"request_id"`
+	// Decision is "allow" or "deny".
+	Decision string `json:"decision"`
+	// Reason is "ok" when allowed, else the refusing module's reason code
+	// or one audit_log sets (upstream_unavailable, client_closed,
+	// handler_error, audit_unavailable).
+	Reason string `json:"reason"`
+	// Status is the status the client got (a handler error's status when
+	// handle_errors wrote the page).
+	Status int `json:"status"`
+	// Method is the request method.
+	Method string `json:"method"`
+	// Host is the request's Host.
+	Host string `json:"host"`
+	// Path is the request path, never with the query string.
+	Path string `json:"path"`
+	// QueryParams are query parameter names only (at most 16, unique); a
+	// name that is not a short identifier, or a parameter without "=", is
+	// "?". Values are never written.
+	QueryParams []string `json:"query_params,omitempty"`
+	// Tenant is the tenant tenant_guard established from the token, also on
+	// its refusals.
+	Tenant string `json:"tenant"`
+	// Subject is the pseudonym (32 hex digits) of the token's sub, or ""
+	// without a verified token.
+	Subject string `json:"subject"`
+	// ClientID is the pseudonym of the token's client, or "".
+	ClientID string `json:"client_id"`
+	// Issuer is the verified token's iss.
+	Issuer string `json:"issuer"`
+	// Scopes are the verified token's scopes.
+	Scopes []string `json:"scopes"`
+	// Connector is the route's connector (tenant_guard's connector).
+	Connector string `json:"connector"`
+	// Policy is the scope_trim policy that applied, connector@version.
+	Policy string `json:"policy"`
+	// Endpoint is the matched policy endpoint's path pattern.
+	Endpoint string `json:"endpoint,omitempty"`
+	// FieldsRemoved counts the values scope_trim withheld.
+	FieldsRemoved int `json:"fields_removed"`
+	// Withheld lists the withheld paths as patterns ("data.#.email"):
+	// field names, never values.
+	Withheld []string `json:"withheld"`
+	// RecordsReleased counts the records scope_trim's record rules
+	// released; written with RecordsWithheld when either is not zero
+	// (docs/records.md).
+	RecordsReleased int `json:"records_released,omitempty"`
+	// RecordsWithheld counts the records the rules withheld.
+	RecordsWithheld int `json:"records_withheld,omitempty"`
+	// RecordIDs are the released records' ids as per-tenant pseudonyms
+	// (recordPseudonym: 32 hex digits), at most sidecar.MaxRecordIDs.
+	RecordIDs []string `json:"record_ids,omitempty"`
+	// RecordIDsOmitted counts released records whose id is not listed
+	// (past the limit, without an id, or with pseudonymize off).
+	RecordIDsOmitted int `json:"record_ids_omitted,omitempty"`
+	// SpoofedHeaders are the names of client-sent identity headers that
+	// were removed.
 	SpoofedHeaders []string `json:"spoofed_headers,omitempty"`
-	SecurityEvent  string   `json:"security_event,omitempty"`
-	BytesOut       int64    `json:"bytes_out"`
-	DurationMS     float64  `json:"duration_ms"`
-	Instance       string   `json:"instance"`
-	Seq            uint64   `json:"seq"`
-	PrevHash       string   `json:"prev_hash"`
-	Hash           string   `json:"hash"`
+	// SecurityEvent is the reason this request is a security event, if it
+	// is one.
+	SecurityEvent string `json:"security_event,omitempty"`
+	// BytesOut counts the response body bytes the handlers wrote.
+	BytesOut int64 `json:"bytes_out"`
+	// DurationMS is the time in the handler chain, in milliseconds with
+	// microsecond precision (three decimals).
+	DurationMS float64 `json:"duration_ms"`
+	// Instance names the writing sidecar and its per-start suffix.
+	Instance string `json:"instance"`
+	// Seq numbers the records of one chain: 1, 2, 3, ...
+	Seq uint64 `json:"seq"`
+	// PrevHash is the previous record's Hash; 64 zeros for the first.
+	PrevHash string `json:"prev_hash"`
+	// Hash is the hex SHA-256 of the record's canonical JSON without the
+	// hash member.
+	Hash string `json:"hash"`
 
 	// start, when set and TS is empty, is written as ts without first
 	// formatting it into a string.
@@ -101,6 +154,20 @@ func appendHead(b []byte, rec *Record) []byte {
 	b = strconv.AppendInt(b, int64(rec.FieldsRemoved), 10)
 	b = append(b, `,"withheld":`...)
 	b = appendStrings(b, rec.Withheld)
+	if rec.RecordsReleased != 0 || rec.RecordsWithheld != 0 {
+		b = append(b, `,"records_released":`...)
+		b = strconv.AppendInt(b, int64(rec.RecordsReleased), 10)
+		b = append(b, `,"records_withheld":`...)
+		b = strconv.AppendInt(b, int64(rec.RecordsWithheld), 10)
+	}
+	if len(rec.RecordIDs) > 0 {
+		b = append(b, `,"record_ids":`...)
+		b = appendStrings(b, rec.RecordIDs)
+	}
+	if rec.RecordIDsOmitted != 0 {
+		b = append(b, `,"record_ids_omitted":`...)
+		b = strconv.AppendInt(b, int64(rec.RecordIDsOmitted), 10)
+	}
 	if len(rec.SpoofedHeaders) > 0 {
 		b = append(b, `,"spoofed_headers":`...)
 		b = appendStrings(b, rec.SpoofedHeaders)

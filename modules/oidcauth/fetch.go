@@ -185,7 +185,7 @@ func parseJWKS(body []byte) ([]*publicKey, error) {
 		case *rsa.PublicKey:
 			// Short moduli are forgeable; huge ones make every
 			// verification a CPU cost the IdP chose.
-			if bits := k.N.BitLen(); bits < 2048 || bits > 8192 {
+			if bits := k.N.BitLen(); bits < minRSABits || bits > maxRSABits {
 				continue
 			}
 		case *ecdsa.PublicKey, ed25519.PublicKey:
@@ -206,6 +206,16 @@ func parseJWKS(body []byte) ([]*publicKey, error) {
 	}
 	return keys, nil
 }
+
+// The RSA modulus sizes a key may have. go-jose v4.1.9 already refuses
+// moduli over 4096 bits while parsing a JWK (jwk.go, MaxRSAModulusBits,
+// ErrUnsupportedKeyType), so a larger key never reaches the check above;
+// maxRSABits says the same here, so that the limit stays 4096 bits if
+// go-jose ever raises its own.
+const (
+	minRSABits = 2048
+	maxRSABits = 4096
+)
 
 // maxKeys bounds how many keys of one issuer are kept; real sets hold a
 // handful, and a token without kid is tried against each matching key.

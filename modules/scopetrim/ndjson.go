@@ -47,6 +47,7 @@ func newNDJSONStream(tw *trimWriter, encoding string) *ndjsonStream {
 	if t.mask&tw.ep.hashScopes != 0 {
 		t.hash = tw.m.hasherFor(tw.tenant())
 	}
+	t.rec = tw.recordFilterFor(t)
 	s := &ndjsonStream{tw: tw, t: t}
 	if encoding != "" && encoding != "identity" {
 		pr, pw := io.Pipe()
@@ -157,8 +158,16 @@ func (s *ndjsonStream) record(line []byte) error {
 	if len(bytes.TrimLeft(line, " \t\r")) == 0 {
 		return nil // blank lines carry nothing
 	}
+	lineRecord := s.t.rec != nil && s.t.rec.rules.single
+	if lineRecord {
+		s.t.markCounts()
+	}
 	out, err := s.t.trim(s.t.out[:0], line, s.tw.ep.root)
 	s.t.out = out
+	if err == nil && lineRecord && !s.t.rec.rootReleased {
+		s.t.restoreCounts() // a withheld line is left out, with what it withheld
+		return nil
+	}
 	if err != nil {
 		reason := sidecar.ReasonUpstreamInvalidJSON
 		var se *scanError
@@ -215,6 +224,10 @@ func (s *ndjsonStream) finish(err error, aborted bool) error {
 	defer func() {
 		if s.tw.sent {
 			s.tw.recordWithheld(s.t)
+			if s.t.rec != nil {
+				s.t.rec.report(sidecar.DecisionFrom(s.tw.r))
+				s.tw.logRuleFailures(s.t.rec)
+			}
 			return
 		}
 		s.t.withheldPatterns()

@@ -31,6 +31,9 @@ type endpointFile struct {
 	} `json:"match"`
 	Fields      map[string][]fieldFile `json:"fields"`
 	ErrorFields []fieldFile            `json:"error_fields,omitempty"`
+	// Records and RequestFields: see records.go and writes.go.
+	Records       *recordsFile           `json:"records,omitempty"`
+	RequestFields map[string][]fieldFile `json:"request_fields,omitempty"`
 }
 
 // fieldFile is a path, written either as a string or as
@@ -83,6 +86,11 @@ type endpoint struct {
 	// (errRoot) hashes for: a caller without any gets no hasher, whose
 	// HMAC key schedule would cost every request.
 	hashScopes, errHashScopes uint64
+	// records judges each record of a 2xx answer (nil: no record rules).
+	records *recordRules
+	// writeRoot is the allowlist of request body fields (request_fields),
+	// nil when the endpoint admits none.
+	writeRoot *node
 }
 
 // matches reports whether the request method and path select the endpoint.
@@ -323,8 +331,22 @@ func compileEndpoint(pol *policy, ef endpointFile) (*endpoint, error) {
 	if len(ef.Fields) == 0 {
 		return nil, fmt.Errorf("fields is empty; the endpoint would allow nothing")
 	}
-	scopes := make([]string, 0, len(ef.Fields))
+	// Every scope the endpoint names (in fields, request_fields and record
+	// rules) gets one bit.
+	named := map[string]bool{}
 	for s := range ef.Fields {
+		named[s] = true
+	}
+	for s := range ef.RequestFields {
+		named[s] = true
+	}
+	if ef.Records != nil {
+		for s := range ef.Records.Rules {
+			named[s] = true
+		}
+	}
+	scopes := make([]string, 0, len(named))
+	for s := range named {
 		scopes = append(scopes, s)
 	}
 	sort.Strings(scopes)
@@ -338,14 +360,27 @@ func compileEndpoint(pol *policy, ef endpointFile) (*endpoint, error) {
 		}
 		bit := uint64(1) << i
 		e.bits[s] = bit
-		if len(ef.Fields[s]) == 0 {
+		fields, ok := ef.Fields[s]
+		if !ok {
+			continue // named only by request_fields or a record rule
+		}
+		if len(fields) == 0 {
 			return nil, fmt.Errorf("scope %q lists no fields", s)
 		}
-		if err := addFields(e.root, ef.Fields[s], bit); err != nil {
+		if err := addFields(e.root, fields, bit); err != nil {
 			return nil, fmt.Errorf("scope %q: %v", s, err)
 		}
 	}
+	if err := e.compileRecords(ef.Records); err != nil {
+		return nil, err
+	}
 	e.root.finish()
+	if err := e.checkRecords(); err != nil {
+		return nil, err
+	}
+	if err := e.compileRequestFields(ef.RequestFields); err != nil {
+		return nil, err
+	}
 	if ef.ErrorFields != nil {
 		if len(ef.ErrorFields) == 0 {
 			return nil, fmt.Errorf("error_fields is empty; omit it to replace error bodies with a generic problem")

@@ -39,6 +39,9 @@ func (tw *trimWriter) finish(err error, aborted bool) error {
 		}
 	}
 	success := tw.status >= 200 && tw.status <= 299
+	if !success && tw.hidesMissingRecord() {
+		return tw.recordNotVisible()
+	}
 	if aborted || err != nil {
 		if success {
 			return tw.refuse502(sidecar.ReasonUpstreamError, "the upstream body ended before it was complete")
@@ -75,6 +78,9 @@ func (tw *trimWriter) finish(err error, aborted bool) error {
 	if t.mask&hashScopes != 0 {
 		t.hash = tw.m.hasherFor(tw.tenant())
 	}
+	if success {
+		t.rec = tw.recordFilterFor(t)
+	}
 	out, terr := t.trim(t.out[:0], body, root)
 	t.out = out
 	if terr != nil {
@@ -88,6 +94,9 @@ func (tw *trimWriter) finish(err error, aborted bool) error {
 			return tw.refuse502(se.Reason, "the upstream body was refused: "+se.Error())
 		}
 		return tw.refuse502(sidecar.ReasonUpstreamInvalidJSON, "the upstream body was refused")
+	}
+	if t.rec != nil && !tw.releaseRecords(t) {
+		return tw.recordNotVisible()
 	}
 	tw.recordWithheld(t)
 	tw.sendHeaders(len(out))
@@ -110,6 +119,8 @@ func (tw *trimWriter) tenant() string {
 
 func (m *ScopeTrim) release(t *trimmer) {
 	t.forget()
+	t.rec = nil
+	t.recState.forget()
 	if cap(t.out) > maxPooledOutput {
 		t.out = nil
 	}

@@ -179,9 +179,13 @@ func (m *ScopeTrim) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		return sidecar.Refuse(w, r, http.StatusForbidden, sidecar.ReasonInsufficientScope,
 			"the token's scopes and roles allow no field of this endpoint")
 	}
+	up := prepareUpstreamRequest(r)
+	if done, err := m.judgeRequest(w, r, up, ep, mask); done {
+		return err
+	}
 	tw := newTrimWriter(m, w, r, ep, mask)
 	defer tw.releaseBody()
-	err, aborted := callNext(tw, prepareUpstreamRequest(r), next)
+	err, aborted := callNext(tw, up, next)
 	return tw.finish(err, aborted)
 }
 

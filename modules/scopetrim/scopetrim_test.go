@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -92,8 +93,12 @@ func serveKeep(t *testing.T, m *ScopeTrim, req *http.Request, id *sidecar.Identi
 	return *res
 }
 
+// who is a caller with these scopes and roles, plus contacts:all, which
+// releases every record of the CRM policy's contact endpoints and grants
+// no field: the tests that use it are about fields (records_test.go is
+// about records).
 func who(scopes, roles []string) *sidecar.Identity {
-	return &sidecar.Identity{Subject: "u1", Scopes: scopes, Roles: roles}
+	return &sidecar.Identity{Subject: "u1", Scopes: append(slices.Clip(scopes), "contacts:all"), Roles: roles}
 }
 
 func jsonUpstream(status int, body string, headers ...string) func(http.ResponseWriter, *http.Request) {

@@ -67,6 +67,9 @@ type node struct {
 	below uint64
 	// granted holds the scopes with any grant at this node.
 	granted uint64
+	// recordPath marks the nodes from the root to an endpoint's records
+	// array, and records that array's node (see records.go).
+	recordPath, records bool
 }
 
 type keyedNode struct {

@@ -31,6 +31,13 @@ type trimmer struct {
 	shapes     [maxShapes]shape
 	nShapes    int
 	shapeArena []byte
+
+	// rec judges records (an endpoint with record rules, 2xx answers
+	// only); nil otherwise. It points at recState.
+	rec         *recordFilter
+	recState    recordFilter
+	countMark   []int
+	removedMark int
 }
 
 // decision is what happens to one value.
@@ -75,6 +82,7 @@ func (t *trimmer) trim(dst, src []byte, root *node) ([]byte, error) {
 		t.fail(sidecar.ReasonUpstreamInvalidJSON, prefixProblem(src[t.pos:]))
 		return dst, t.err
 	}
+	start := t.pos
 	switch d, tf := t.decide(root, tfNone, src[t.pos]); d {
 	case dWithhold:
 		if t.skip(0) {
@@ -86,6 +94,9 @@ func (t *trimmer) trim(dst, src []byte, root *node) ([]byte, error) {
 	}
 	if t.err != nil {
 		return t.out, t.err
+	}
+	if t.rec != nil && t.rec.rules.single {
+		t.rec.rootReleased = t.rec.judge(src[start:t.pos])
 	}
 	t.ws()
 	if t.pos != len(src) {
@@ -135,6 +146,9 @@ func (t *trimmer) decide(n *node, inherited transform, c byte) (decision, transf
 			}
 		}
 	}
+	if n != nil && n.recordPath && t.rec != nil {
+		return t.decideOnRecordPath(n, best, c)
+	}
 	if best == tfRaw {
 		return dCopy, tfRaw
 	}
@@ -177,6 +191,10 @@ func (t *trimmer) emit(n *node, d decision, tf transform, depth int) {
 
 func (t *trimmer) object(n *node, inherited transform, depth int) {
 	if !t.enter(depth) {
+		return
+	}
+	if n != nil && n.records && t.rec != nil {
+		t.fail(sidecar.ReasonUpstreamNotRecords, "an object where the policy's records.at names an array of records")
 		return
 	}
 	sh := t.shapeFor(n, inherited)
@@ -330,6 +348,10 @@ func (t *trimmer) members(n *node, inherited transform, depth int, sh *shape) {
 }
 
 func (t *trimmer) array(n *node, inherited transform, depth int) {
+	if n != nil && n.records && t.rec != nil {
+		t.recordArray(n, inherited, depth)
+		return
+	}
 	if !t.enter(depth) {
 		return
 	}

@@ -266,8 +266,8 @@ func TestCRMPolicyFileCompiles(t *testing.T) {
 	if strings.Join(names, " ") != "crm-export.json crm.json" {
 		t.Fatalf("loaded %v; the policies directory must yield the policy files only (the tenant registry and schemas are skipped)", names)
 	}
-	if len(eps) != 4 {
-		t.Fatalf("crm-export.json and crm.json have %d endpoints, want 1+3", len(eps))
+	if len(eps) != 6 {
+		t.Fatalf("crm-export.json and crm.json have %d endpoints, want 1+5", len(eps))
 	}
 	data, err := os.ReadFile(filepath.Join("..", "..", "policies", "crm.json"))
 	if err != nil {

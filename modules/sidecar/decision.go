@@ -34,7 +34,22 @@ type Decision struct {
 	// SpoofedHeaders lists identity header names a client sent and the sidecar
 	// removed; a non-empty list is a security event.
 	SpoofedHeaders []string
+	// RecordsReleased and RecordsWithheld count the records that record
+	// rules released and withheld (scope_trim records).
+	RecordsReleased, RecordsWithheld int
+	// RecordIDs are the ids of the first MaxRecordIDs released records, as
+	// the connector wrote them: audit_log writes them only as per-tenant
+	// pseudonyms. They are the one response value a decision holds; never
+	// log them.
+	RecordIDs []string
+	// RecordIDsOmitted counts released records whose id is not in
+	// RecordIDs (past MaxRecordIDs, or without an id).
+	RecordIDsOmitted int
 }
+
+// MaxRecordIDs bounds the record ids one decision (and so one audit record)
+// lists; the rest are counted in RecordIDsOmitted.
+const MaxRecordIDs = 64
 
 // Deny records a refusal. The first refusal wins: later handlers cannot
 // rewrite why a request was refused.
@@ -95,4 +110,22 @@ func WithDecision(r *http.Request) (*http.Request, *Decision) {
 func DecisionFrom(r *http.Request) *Decision {
 	d, _ := r.Context().Value(decisionKey{}).(*Decision)
 	return d
+}
+
+// AddRecords adds what record rules decided about a response or a stream.
+// ids beyond MaxRecordIDs in all are counted as omitted.
+func (d *Decision) AddRecords(released, withheld int, ids []string, omitted int) {
+	if d == nil {
+		return
+	}
+	d.RecordsReleased += released
+	d.RecordsWithheld += withheld
+	d.RecordIDsOmitted += omitted
+	for _, id := range ids {
+		if len(d.RecordIDs) >= MaxRecordIDs {
+			d.RecordIDsOmitted++
+			continue
+		}
+		d.RecordIDs = append(d.RecordIDs, id)
+	}
 }

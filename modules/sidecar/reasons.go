@@ -43,6 +43,14 @@ const (
 	ReasonUpstreamPartial     = "upstream_partial"
 	ReasonUpstreamStream      = "upstream_event_stream"
 	ReasonUpstreamError       = "upstream_error"
+	// record rules and write allowlists (scope_trim records, request_fields)
+	ReasonUpstreamNotRecords   = "upstream_not_records"
+	ReasonRecordNotVisible     = "record_not_visible"
+	ReasonRecordNotAllowed     = "record_not_allowed"
+	ReasonRequestNotJSON       = "request_not_json"
+	ReasonRequestTooLarge      = "request_too_large"
+	ReasonRequestMalformed     = "request_malformed"
+	ReasonWriteFieldNotAllowed = "write_field_not_allowed"
 
 	// audit_log
 	ReasonAuditUnavailable = "audit_unavailable"
