@@ -290,7 +290,10 @@ func (m *AuditLog) fill(rec *Record, r *http.Request, d *sidecar.Decision, rw ca
 	rec.RecordsReleased, rec.RecordsWithheld = d.RecordsReleased, d.RecordsWithheld
 	rec.RecordIDs, rec.RecordIDsOmitted = m.recordIDs(rec.RecordIDs[:0], rec.Tenant, d.RecordIDs), d.RecordIDsOmitted
 	rec.RecordIDsOmitted += len(d.RecordIDs) - len(rec.RecordIDs)
+	rec.HeadersRemoved = d.HeadersRemoved
+	rec.HeadersRemovedOmitted = d.HeadersRemovedOmitted
 	rec.SpoofedHeaders = d.SpoofedHeaders
+	rec.SpoofedHeadersOmitted = d.SpoofedHeadersOmitted
 	rec.SecurityEvent = securityEvent(rec.Decision, rec.Reason, d.SpoofedHeaders)
 	rec.BytesOut = int64(rw.Size())
 	rec.DurationMS = float64(time.Since(start).Microseconds()) / 1000

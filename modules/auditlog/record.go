@@ -73,9 +73,18 @@ type Record struct {
 	// RecordIDsOmitted counts released records whose id is not listed
 	// (past the limit, without an id, or with pseudonymize off).
 	RecordIDsOmitted int `json:"record_ids_omitted,omitempty"`
+	// HeadersRemoved names the upstream response headers scope_trim's
+	// allowlist dropped (at most 16, names only).
+	HeadersRemoved []string `json:"headers_removed,omitempty"`
+	// HeadersRemovedOmitted counts the dropped headers beyond the 16 named.
+	HeadersRemovedOmitted int `json:"headers_removed_omitted,omitempty"`
 	// SpoofedHeaders are the names of client-sent identity headers that
-	// were removed.
+	// were removed (at most 16): as the client spelled them, or
+	// "Connection: <rule>" and "Trailer: <rule>" for the rule a Connection
+	// token or a trailer matched.
 	SpoofedHeaders []string `json:"spoofed_headers,omitempty"`
+	// SpoofedHeadersOmitted counts the removals beyond the 16 named.
+	SpoofedHeadersOmitted int `json:"spoofed_headers_omitted,omitempty"`
 	// SecurityEvent is the reason this request is a security event, if it
 	// is one.
 	SecurityEvent string `json:"security_event,omitempty"`
@@ -168,9 +177,21 @@ func appendHead(b []byte, rec *Record) []byte {
 		b = append(b, `,"record_ids_omitted":`...)
 		b = strconv.AppendInt(b, int64(rec.RecordIDsOmitted), 10)
 	}
+	if len(rec.HeadersRemoved) > 0 {
+		b = append(b, `,"headers_removed":`...)
+		b = appendStrings(b, rec.HeadersRemoved)
+	}
+	if rec.HeadersRemovedOmitted != 0 {
+		b = append(b, `,"headers_removed_omitted":`...)
+		b = strconv.AppendInt(b, int64(rec.HeadersRemovedOmitted), 10)
+	}
 	if len(rec.SpoofedHeaders) > 0 {
 		b = append(b, `,"spoofed_headers":`...)
 		b = appendStrings(b, rec.SpoofedHeaders)
+	}
+	if rec.SpoofedHeadersOmitted != 0 {
+		b = append(b, `,"spoofed_headers_omitted":`...)
+		b = strconv.AppendInt(b, int64(rec.SpoofedHeadersOmitted), 10)
 	}
 	if rec.SecurityEvent != "" {
 		b = append(b, `,"security_event":`...)

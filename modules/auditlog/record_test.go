@@ -105,8 +105,34 @@ func TestEmptyListsAreWrittenAsArrays(t *testing.T) {
 			t.Errorf("%s lacks %s", out, want)
 		}
 	}
-	if strings.Contains(out, "query_params") || strings.Contains(out, "spoofed_headers") || strings.Contains(out, "security_event") {
+	if strings.Contains(out, "query_params") || strings.Contains(out, "spoofed_headers") || strings.Contains(out, "security_event") ||
+		strings.Contains(out, "headers_removed") {
 		t.Errorf("optional fields written when empty: %s", out)
+	}
+}
+
+// TestHeaderNameFieldsRoundTrip: headers_removed and the omitted counts sit
+// in the documented order and survive decoding, so that a record with them
+// verifies.
+func TestHeaderNameFieldsRoundTrip(t *testing.T) {
+	rec := sampleRecord()
+	rec.HeadersRemoved, rec.HeadersRemovedOmitted = []string{"Set-Cookie", "X-Debug"}, 3
+	rec.SpoofedHeaders, rec.SpoofedHeadersOmitted = []string{"Connection: X-User*", "X-User-00000"}, 39984
+	line, _ := seal(appendTail(appendHead(nil, rec), "i", 1, genesisHash), 0)
+	got, err := decodeRecord(line[:len(line)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recordHash(got) != got.Hash || got.HeadersRemovedOmitted != 3 || got.SpoofedHeadersOmitted != 39984 || !slices.Equal(got.HeadersRemoved, rec.HeadersRemoved) {
+		t.Fatalf("decoded %+v", got)
+	}
+	last := -1
+	for _, name := range []string{"withheld", "headers_removed", "headers_removed_omitted", "spoofed_headers", "spoofed_headers_omitted", "bytes_out"} {
+		i := strings.Index(string(line), `"`+name+`":`)
+		if i <= last {
+			t.Fatalf("field %s missing or out of order in %s", name, line)
+		}
+		last = i
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 // setIssuerDefaults fills the key settings left at zero.
@@ -100,7 +102,7 @@ func checkForwardHeader(name, claim string) error {
 			return fmt.Errorf("oidc_auth: forward_header name %q is not a valid header name", name)
 		}
 	}
-	switch normaliseHeaderName(name) {
+	switch sidecar.FoldHeaderName(name) {
 	case "authorization", "host", "connection", "content-length", "transfer-encoding", "cookie", "te", "upgrade", "proxy-authorization":
 		return fmt.Errorf("oidc_auth: forward_header %q would overwrite a protocol header; choose another name", name)
 	}

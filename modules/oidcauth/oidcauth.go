@@ -95,7 +95,7 @@ type OIDCAuth struct {
 	// ReservedHeaders are header names removed from every request in
 	// addition to the built-in list (X-Auth-*, X-User*, X-Forwarded-User,
 	// X-Remote-User, ...). A trailing `*` matches a prefix. Matching ignores
-	// case and treats `_` as `-`.
+	// case and reads `_` and `.` as `-`.
 	ReservedHeaders []string `json:"reserved_headers,omitempty"`
 
 	// ScopeClaim is the claim path that holds scopes (a space-delimited
@@ -122,13 +122,12 @@ type OIDCAuth struct {
 	// ends at the token's exp. Default 5m.
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
 
-	issuers    map[string]*issuer
-	algs       map[string]bool
-	tokenType  string
-	reserved   headerMatcher
-	isReserved func(name string) bool // made once: a per-request method value would allocate
-	cache      *tokenCache
-	logger     *zap.Logger
+	issuers   map[string]*issuer
+	algs      map[string]bool
+	tokenType string
+	reserved  *sidecar.HeaderNames
+	cache     *tokenCache
+	logger    *zap.Logger
 }
 
 // Issuer is one trusted token issuer.
@@ -220,8 +219,7 @@ func (m *OIDCAuth) Provision(ctx caddy.Context) error {
 	for name := range m.ForwardHeaders {
 		reserved = append(reserved, name)
 	}
-	m.reserved = newHeaderMatcher(reserved)
-	m.isReserved = m.reserved.matches
+	m.reserved = sidecar.NewHeaderNames(reserved...)
 
 	m.issuers = make(map[string]*issuer)
 	for _, ic := range m.Issuers {
@@ -289,14 +287,8 @@ func (m *OIDCAuth) Cleanup() error {
 // ServeHTTP removes client-sent identity headers, then admits the request
 // only with a verified token.
 func (m *OIDCAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	dec := sidecar.DecisionFrom(r)
-	for _, name := range m.reserved.stripReserved(r.Header) {
-		dec.AddSpoofedHeader(name)
-	}
-	for _, name := range m.reserved.scrubConnection(r.Header) {
-		dec.AddSpoofedHeader("Connection: " + name) // as tenant_guard records it
-	}
-	sidecar.ScrubTrailers(r, m.isReserved)
+	r, _ = sidecar.WithDecision(r) // when oidc_auth is the first sidecar handler
+	m.reserved.Scrub(r)
 
 	raw, status, err := m.extractToken(r)
 	if err != nil {
@@ -335,7 +327,9 @@ func (m *OIDCAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	published.publish(repl)
 	m.forwardHeaders(r, id)
-	if !m.ForwardToken {
+	if m.ForwardToken {
+		sidecar.DecisionFrom(r).AddVerifiedHeader("Authorization")
+	} else {
 		r.Header.Del("Authorization")
 	}
 	allowed.Inc()
@@ -394,8 +388,11 @@ func (m *OIDCAuth) extractToken(r *http.Request) (string, int, error) {
 	return token, 0, nil
 }
 
-// forwardHeaders sets the configured headers from verified claims.
+// forwardHeaders sets the configured headers from verified claims, and notes
+// them in the decision record as verified (scope_trim's request_headers
+// always forwards those).
 func (m *OIDCAuth) forwardHeaders(r *http.Request, id *sidecar.Identity) {
+	dec := sidecar.DecisionFrom(r)
 	for name, path := range m.ForwardHeaders {
 		v, ok := id.Claim(path)
 		if !ok {
@@ -408,7 +405,9 @@ func (m *OIDCAuth) forwardHeaders(r *http.Request, id *sidecar.Identity) {
 			}
 			continue
 		}
-		r.Header.Set(name, s)
+		key := http.CanonicalHeaderKey(name)
+		r.Header[key] = []string{s}
+		dec.AddVerifiedHeader(key)
 	}
 }
 
