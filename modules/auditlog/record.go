@@ -3,6 +3,7 @@ package auditlog
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -62,8 +63,7 @@ type Record struct {
 	// field names, never values.
 	Withheld []string `json:"withheld"`
 	// RecordsReleased counts the records scope_trim's record rules
-	// released; written with RecordsWithheld when either is not zero
-	// (docs/records.md).
+	// released (docs/records.md).
 	RecordsReleased int `json:"records_released,omitempty"`
 	// RecordsWithheld counts the records the rules withheld.
 	RecordsWithheld int `json:"records_withheld,omitempty"`
@@ -93,6 +93,16 @@ type Record struct {
 	// DurationMS is the time in the handler chain, in milliseconds with
 	// microsecond precision (three decimals).
 	DurationMS float64 `json:"duration_ms"`
+	// Stream is set on the records of an NDJSON answer: "start" on the
+	// one written before its first record is released, then how it ended
+	// on the closing one: "complete", "cut" (the sidecar ended it; reason
+	// says why) or "client_gone".
+	Stream string `json:"stream,omitempty"`
+	// StreamRecords counts the NDJSON records sent (closing record).
+	StreamRecords int `json:"stream_records,omitempty"`
+	// Cut names the members the writer shortened to keep the record
+	// within MaxRecordBytes, with how much it cut (see Cuts).
+	Cut Cuts `json:"cut,omitempty"`
 	// Instance names the writing sidecar and its per-start suffix.
 	Instance string `json:"instance"`
 	// Seq numbers the records of one chain: 1, 2, 3, ...
@@ -107,6 +117,11 @@ type Record struct {
 	// formatting it into a string.
 	start time.Time
 }
+
+// Cuts names the members the writer shortened to keep a record within
+// MaxRecordBytes: for a list, how many entries it left out; for a string,
+// how many bytes it cut from the end; 1 for any other value it left out.
+type Cuts map[string]int
 
 // genesisHash is the prev_hash of a chain's first record.
 const genesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
@@ -163,9 +178,11 @@ func appendHead(b []byte, rec *Record) []byte {
 	b = strconv.AppendInt(b, int64(rec.FieldsRemoved), 10)
 	b = append(b, `,"withheld":`...)
 	b = appendStrings(b, rec.Withheld)
-	if rec.RecordsReleased != 0 || rec.RecordsWithheld != 0 {
+	if rec.RecordsReleased != 0 {
 		b = append(b, `,"records_released":`...)
 		b = strconv.AppendInt(b, int64(rec.RecordsReleased), 10)
+	}
+	if rec.RecordsWithheld != 0 {
 		b = append(b, `,"records_withheld":`...)
 		b = strconv.AppendInt(b, int64(rec.RecordsWithheld), 10)
 	}
@@ -203,7 +220,39 @@ func appendHead(b []byte, rec *Record) []byte {
 	// Three decimals (microseconds) so that a verifier re-encoding the parsed
 	// value produces the same bytes.
 	b = strconv.AppendFloat(b, rec.DurationMS, 'f', 3, 64)
+	if rec.Stream != "" {
+		b = append(b, `,"stream":`...)
+		b = appendString(b, rec.Stream)
+	}
+	if rec.StreamRecords != 0 {
+		b = append(b, `,"stream_records":`...)
+		b = strconv.AppendInt(b, int64(rec.StreamRecords), 10)
+	}
+	if len(rec.Cut) > 0 {
+		b = append(b, `,"cut":`...)
+		b = appendCut(b, rec.Cut)
+	}
 	return b
+}
+
+// appendCut appends the cut map with its keys sorted, as the canonical
+// encoding writes maps.
+func appendCut(b []byte, cut Cuts) []byte {
+	keys := make([]string, 0, len(cut))
+	for k := range cut {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(cut[k]), 10)
+	}
+	return append(b, '}')
 }
 
 // appendTail appends the chain fields and the closing brace: together with
@@ -242,15 +291,10 @@ func seal(buf []byte, start int) (line []byte, hash [64]byte) {
 	return line, hash
 }
 
-// canonicalBody re-encodes a parsed record the way the writer encoded it,
-// for verification.
-func canonicalBody(b []byte, rec *Record) []byte {
-	return appendTail(appendHead(b, rec), rec.Instance, rec.Seq, rec.PrevHash)
-}
-
-// recordHash is the hash a record should carry.
+// recordHash is the hash a record should carry: of its canonical encoding
+// without the hash member.
 func recordHash(rec *Record) string {
-	return sha256Hex(canonicalBody(nil, rec))
+	return sha256Hex(appendCanonicalBody(nil, rec))
 }
 
 func sha256Hex(b []byte) string {

@@ -147,13 +147,23 @@ func FuzzDecodeRecord(f *testing.F) {
 		if err != nil {
 			return
 		}
-		body := canonicalBody(nil, rec)
+		body := appendCanonicalBody(nil, rec)
 		again, err := decodeRecord(body)
 		if err != nil {
 			t.Fatalf("canonical body of a decoded record does not decode: %v\n%s", err, body)
 		}
-		if string(canonicalBody(nil, again)) != string(body) {
-			t.Fatalf("canonical encoding is not stable:\n%s\n%s", body, canonicalBody(nil, again))
+		if string(appendCanonicalBody(nil, again)) != string(body) {
+			t.Fatalf("canonical encoding is not stable:\n%s\n%s", body, appendCanonicalBody(nil, again))
+		}
+		// whatever readRecord accepts is exactly what the writer would
+		// write for that record
+		if rec, bad := readRecord(data, nil); bad == nil {
+			line, _ := seal(appendCanonicalBody(nil, rec), 0)
+			if string(line[:len(line)-1]) != string(data) {
+				t.Fatalf("accepted a line the writer would not write:\n%s\n%s", data, line)
+			}
+		} else if bad.problem == "" {
+			t.Fatal("refused without saying why")
 		}
 	})
 }

@@ -28,6 +28,8 @@ type policyFile struct {
 	// file, in addition to the endpoint's own (headers_policy.go).
 	ResponseHeaders []string `json:"response_headers,omitempty"`
 	RequestHeaders  []string `json:"request_headers,omitzero"`
+	// Scopes describes scopes for records of processing; see catalog.go.
+	Scopes map[string]ScopeInfo `json:"scopes,omitempty"`
 }
 
 type endpointFile struct {
@@ -308,6 +310,9 @@ func compilePolicy(file string, data []byte, maxDepth int) ([]*endpoint, error) 
 			known[s] = true
 		}
 		eps = append(eps, e)
+	}
+	if err := checkScopeInfo(pf.Scopes, known); err != nil {
+		return nil, fail("%v", err)
 	}
 	roles := make([]string, 0, len(pf.Roles))
 	for r := range pf.Roles {

@@ -50,6 +50,9 @@ func (tw *trimWriter) finish(err error, aborted bool) error {
 	switch tw.mode {
 	case modeNoBody:
 		tw.sendHeaders(-1)
+		if tw.unaudited(0) {
+			return tw.refuseUnaudited()
+		}
 		tw.ResponseWriter.WriteHeader(tw.status)
 		return nil
 	case modeDiscard:
@@ -99,6 +102,9 @@ func (tw *trimWriter) finish(err error, aborted bool) error {
 	}
 	tw.recordWithheld(t)
 	tw.sendHeaders(len(out))
+	if tw.unaudited(len(out)) {
+		return tw.refuseUnaudited()
+	}
 	tw.ResponseWriter.WriteHeader(tw.status)
 	if tw.r.Method != http.MethodHead {
 		if _, werr := tw.ResponseWriter.Write(out); werr != nil {
@@ -164,6 +170,9 @@ func (tw *trimWriter) genericError() error {
 		Status: tw.status,
 		Reason: sidecar.ReasonUpstreamError,
 		Detail: fmt.Sprintf("the upstream answered %d; its body is not forwarded", tw.status),
+	}
+	if tw.unauditedProblem(p) {
+		return tw.refuseUnaudited()
 	}
 	if tw.r.Method == http.MethodHead {
 		tw.ResponseWriter.WriteHeader(tw.status)

@@ -61,6 +61,49 @@ type Decision struct {
 	// header): scope_trim's request_headers allowlist always forwards them.
 	// Not audited: the record has the identity and the tenant themselves.
 	VerifiedHeaders []string
+
+	// Stream is set by scope_trim on an NDJSON answer: StreamStart when its
+	// first record is about to be released, then how it ended. audit_log
+	// writes a record at the start (Commit) and another at the end.
+	Stream string
+	// StreamRecords counts the NDJSON records sent to the client.
+	StreamRecords int
+
+	// commit writes the request's audit record ahead of a release; see Commit.
+	commit func(status int, bytesOut int64) error
+}
+
+// Values of Decision.Stream.
+const (
+	StreamStart = "start"
+	// StreamComplete: the upstream's stream ended and every record was sent.
+	StreamComplete = "complete"
+	// StreamCut: the sidecar ended the stream (a refused record, an upstream
+	// failure); the decision's reason says why.
+	StreamCut = "cut"
+	// StreamClientGone: the client stopped reading.
+	StreamClientGone = "client_gone"
+)
+
+// SetCommit is for audit_log: f writes the request's record now, as an answer
+// with the given status and body length (-1: a stream) is about to be
+// released, and returns an error when it could not.
+func (d *Decision) SetCommit(f func(status int, bytesOut int64) error) {
+	if d != nil {
+		d.commit = f
+	}
+}
+
+// Commit writes the request's audit record before an answer that carries
+// upstream data is released: call it after the last decision about the
+// answer and before its first byte goes to the client. On an error the
+// record could not be written and the answer must not be released: refuse
+// with 503 ReasonAuditUnavailable instead. Without audit_log it does nothing.
+func (d *Decision) Commit(status int, bytesOut int64) error {
+	if d == nil || d.commit == nil {
+		return nil
+	}
+	return d.commit(status, bytesOut)
 }
 
 // MaxRecordIDs bounds the record ids one decision (and so one audit record)
