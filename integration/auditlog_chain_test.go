@@ -74,7 +74,7 @@ func TestAuditLogVerifyDetectsTampering(t *testing.T) {
 		{"added field", with(func(l []string) []string {
 			l[1] = strings.Replace(l[1], `{"ts"`, `{"note":"x","ts"`, 1)
 			return l
-		}), "audit.jsonl:2: not an audit record"},
+		}), `audit.jsonl:2: not an audit record: unknown member "note"`},
 		{"removed record", with(func(l []string) []string {
 			return append(l[:2], l[3:]...)
 		}), "audit.jsonl:3: record seq 4: expected seq 3"},
@@ -86,7 +86,7 @@ func TestAuditLogVerifyDetectsTampering(t *testing.T) {
 		}), "audit.jsonl:4: record seq 2: expected seq 4 after seq 3"},
 		{"inserted garbage", with(func(l []string) []string {
 			return append(l[:3], append([]string{"{\"ts\":\"x\"}\n"}, l[3:]...)...)
-		}), "audit.jsonl:4: hash does not match"},
+		}), `audit.jsonl:4: member "request_id" is missing`},
 		{"reordered", with(func(l []string) []string {
 			l[2], l[3] = l[3], l[2]
 			return l
@@ -154,7 +154,7 @@ func TestAuditLogRefusesToContinueATamperedTail(t *testing.T) {
 	lines[1] = strings.Replace(lines[1], `"status":200`, `"status":204`, 1)
 	path := writeLines(t, "audit.jsonl", lines)
 	cmd := runSidecarExpectFailure(t, auditCaddyfile, map[string]string{"AUDIT_FILE": path, "AUDIT_KEY": auditKey, "UPSTREAM": "127.0.0.1:9"})
-	if !strings.Contains(cmd, "fails its hash check") {
+	if !strings.Contains(cmd, "hash does not match") {
 		t.Fatalf("the sidecar did not refuse to continue a tampered chain:\n%s", cmd)
 	}
 }

@@ -39,14 +39,19 @@ type auditRecord struct {
 	Endpoint       string   `json:"endpoint"`
 	FieldsRemoved  int      `json:"fields_removed"`
 	Withheld       []string `json:"withheld"`
-	SpoofedHeaders []string `json:"spoofed_headers"`
-	SecurityEvent  string   `json:"security_event"`
-	BytesOut       int64    `json:"bytes_out"`
-	DurationMS     float64  `json:"duration_ms"`
-	Instance       string   `json:"instance"`
-	Seq            uint64   `json:"seq"`
-	PrevHash       string   `json:"prev_hash"`
-	Hash           string   `json:"hash"`
+	HeadersRemoved []string `json:"headers_removed"`
+	// HeadersRemovedOmitted and SpoofedHeadersOmitted count the names
+	// beyond the 16 listed.
+	HeadersRemovedOmitted int      `json:"headers_removed_omitted"`
+	SpoofedHeaders        []string `json:"spoofed_headers"`
+	SpoofedHeadersOmitted int      `json:"spoofed_headers_omitted"`
+	SecurityEvent         string   `json:"security_event"`
+	BytesOut              int64    `json:"bytes_out"`
+	DurationMS            float64  `json:"duration_ms"`
+	Instance              string   `json:"instance"`
+	Seq                   uint64   `json:"seq"`
+	PrevHash              string   `json:"prev_hash"`
+	Hash                  string   `json:"hash"`
 }
 
 // auditFields are the record fields the issue fixes; every line has them.

@@ -226,7 +226,12 @@ func TestRecordRulesNDJSON(t *testing.T) {
 			t.Fatalf("line %s", l)
 		}
 	}
-	rec := s.auditRecords(t, 1)[0]
+	// a stream's opening record, then its closing one with the counts
+	recs := s.auditRecords(t, 2)
+	rec := recs[1]
+	if recs[0]["stream"] != "start" || rec["stream"] != "complete" || rec["stream_records"] != float64(lines/3*2) {
+		t.Fatalf("stream records %v", recs)
+	}
 	if rec["records_released"] != float64(lines/3*2) || rec["records_withheld"] != float64(lines/3) ||
 		len(rec["record_ids"].([]any)) != 64 || rec["record_ids_omitted"] != float64(lines/3*2-64) {
 		t.Fatalf("audit record %v", rec)

@@ -35,6 +35,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +62,12 @@ type options struct {
 	altBin         string
 	sidecarEnv     map[string]string
 	sampleEvery    time.Duration
+	peers          bool
+	oauth2Proxy    string
+	users          int
+	userCaches     []int
+	zipf           float64
+	rawVerify      bool
 }
 
 type sizeSpec struct {
@@ -68,15 +75,16 @@ type sizeSpec struct {
 	Bytes int
 }
 
-var allConfigs = []string{"plain", "chain-cached", "chain-fresh"}
+var allConfigs = []string{"plain", chainCached, chainFresh}
 
-// altConfig is chain-cached run with the -alt-bin binary.
-const altConfig = "chain-cached-alt"
+// altConfig is chain-cached run with the -alt-bin binary (and chain-fresh,
+// when it runs, gets a chain-fresh-alt).
+const altConfig = chainCached + "-alt"
 
 func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("loadbench", flag.ContinueOnError)
 	o := &options{}
-	var sizes, configs, ndjson, sidecarEnv string
+	var sizes, configs, ndjson, sidecarEnv, userCaches string
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per configuration and response size")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each measured segment")
 	fs.IntVar(&o.concurrency, "concurrency", 16, "closed-loop workers (each sends one request at a time)")
@@ -84,7 +92,13 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&sizes, "sizes", "1KB,10KB,300KB", "response sizes of the contacts list (comma-separated)")
 	fs.StringVar(&configs, "configs", strings.Join(allConfigs, ","), "configurations to run (plain is the baseline of the ratios)")
 	fs.IntVar(&o.freshTokens, "fresh-tokens", 1024, "tokens pre-minted for chain-fresh, used in turn; more than its token cache (256 entries) plus -concurrency, so every request misses")
-	fs.StringVar(&o.mode, "mode", "load", "load, ndjson, or all")
+	fs.StringVar(&o.mode, "mode", "load", "load, ndjson, all, or users (plain, chain-cached and the chain with -users distinct users at each -user-caches size)")
+	fs.BoolVar(&o.peers, "peers", false, "also run oidc_auth alone and oauth2-proxy "+oauth2ProxyVersion+" (built with go install into a temporary directory), each with one reused token and with a fresh token per request")
+	fs.StringVar(&o.oauth2Proxy, "oauth2-proxy", "", "with -peers: use this oauth2-proxy binary instead of building one")
+	fs.IntVar(&o.users, "users", 10000, "users mode: distinct users, one token each")
+	fs.StringVar(&userCaches, "user-caches", "1000,2500,5000,10000,20000", "users mode: oidc_auth token cache sizes to compare (one sidecar each; -1 disables the cache)")
+	fs.Float64Var(&o.zipf, "zipf", 1.1, "users mode: exponent s of the Zipf law of requests per user (user k makes a share proportional to 1/k^s; must be above 1), or 0 for every user equally often")
+	fs.BoolVar(&o.rawVerify, "raw-verify", true, "when a fresh-token configuration runs, also measure go-oidc's raw Verify of the same tokens in this process, per round, as the baseline of a cache miss's cost")
 	fs.StringVar(&ndjson, "ndjson-bytes", "100MB", "size of the NDJSON export streamed through scope_trim in ndjson mode")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of -profile-config, taken from its admin API during the -profile-size segment, to this file")
 	fs.IntVar(&o.profileSeconds, "profile-seconds", 10, "length of the CPU profile (at most the segment's duration)")
@@ -111,10 +125,30 @@ func parseFlags(args []string) (*options, error) {
 	}
 	for c := range strings.SplitSeq(configs, ",") {
 		c = strings.TrimSpace(c)
-		if !contains(allConfigs, c) {
-			return nil, fmt.Errorf("-configs: unknown configuration %q (use %s)", c, strings.Join(allConfigs, ", "))
+		if !contains(allConfigs, c) && !contains(peerConfigs, c) {
+			return nil, fmt.Errorf("-configs: unknown configuration %q (use %s)", c, strings.Join(append(allConfigs, peerConfigs...), ", "))
 		}
 		o.configs = append(o.configs, c)
+	}
+	if o.peers {
+		for _, c := range peerConfigs {
+			if !contains(o.configs, c) {
+				o.configs = append(o.configs, c)
+			}
+		}
+	}
+	if o.mode == "users" {
+		for v := range strings.SplitSeq(userCaches, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n == 0 || n < -1 {
+				return nil, fmt.Errorf("-user-caches: %q is not a cache size (a positive number, or -1 for none)", v)
+			}
+			o.userCaches = append(o.userCaches, n)
+		}
+		o.configs = []string{"plain", chainCached}
+		for _, n := range o.userCaches {
+			o.configs = append(o.configs, usersConfig(n))
+		}
 	}
 	o.sidecarEnv = map[string]string{}
 	for kv := range strings.SplitSeq(sidecarEnv, ",") {
@@ -137,7 +171,11 @@ func parseFlags(args []string) (*options, error) {
 		}
 	}
 	if o.altBin != "" {
-		o.configs = append(o.configs, altConfig)
+		for _, c := range []string{chainCached, chainFresh} {
+			if contains(o.configs, c) {
+				o.configs = append(o.configs, c+"-alt")
+			}
+		}
 	}
 	n, err := humanize.ParseBytes(ndjson)
 	if err != nil || n == 0 {
@@ -145,8 +183,12 @@ func parseFlags(args []string) (*options, error) {
 	}
 	o.ndjsonBytes = int64(n)
 	switch {
-	case o.mode != "load" && o.mode != "ndjson" && o.mode != "all":
-		return nil, fmt.Errorf("-mode: %q is not load, ndjson or all", o.mode)
+	case o.mode != "load" && o.mode != "ndjson" && o.mode != "all" && o.mode != "users":
+		return nil, fmt.Errorf("-mode: %q is not load, ndjson, all or users", o.mode)
+	case o.mode == "users" && (o.users < 2 || o.users > 1_000_000):
+		return nil, fmt.Errorf("-users must be between 2 and 1000000")
+	case o.zipf != 0 && o.zipf <= 1:
+		return nil, fmt.Errorf("-zipf must be above 1 (or 0 for a uniform spread)")
 	case o.concurrency < 1 || o.concurrency > 1024:
 		return nil, fmt.Errorf("-concurrency must be between 1 and 1024")
 	case o.duration < time.Second:

@@ -20,6 +20,8 @@ type report struct {
 	ndjson       []ndjsonResult
 	profile      *profileSummary
 	caches       map[string]*cacheCount
+	rawVerify    rawVerifyResult
+	usersSeen    string // users mode: how many users the measured requests came from
 	errorSamples []string
 }
 
@@ -185,7 +187,7 @@ func (rep *report) markdown() string {
 		if o.rounds > 1 {
 			fmt.Fprintf(&b, ", %d interleaved rounds pooled", o.rounds)
 		}
-		b.WriteString(". `plain` is `reverse_proxy` alone (caddyfiles/bench/plain.Caddyfile); `chain-cached` is audit_log, oidc_auth, tenant_guard and scope_trim in front of it (caddyfiles/bench/chain.Caddyfile, policies/crm.json) with one RS256 token reused; `chain-fresh` is the same chain with a different token on every request (token cache of 256 entries, 1,024 tokens used in turn), so every request verifies a signature. Responses are CRM contact lists; the chain removes `ssn`, `date_of_birth` and `tags` and redacts `notes`. RSS is the sidecar's VmRSS sampled every " + o.sampleEvery.String() + " during the measured phase. Sidecar CPU/req is the sidecar process's user+system CPU time (/proc/PID/stat) divided by its successful requests; it depends less than req/s on what else the machine runs, and the CPU ratio is the chain's cost relative to plain.\n\n")
+		b.WriteString(". `plain` is `reverse_proxy` alone (caddyfiles/bench/plain.Caddyfile); `chain-cached` is audit_log, oidc_auth, tenant_guard and scope_trim in front of it (caddyfiles/bench/chain.Caddyfile, policies/crm.json) with one RS256 token reused; `chain-fresh` is the same chain with a different token on every request (token cache of 256 entries, 1,024 tokens used in turn), so every request verifies a signature." + rep.peersSentence() + " Responses are CRM contact lists; the chain removes `ssn`, `date_of_birth` and `tags` and redacts `notes`. RSS is the sidecar's VmRSS sampled every " + o.sampleEvery.String() + " during the measured phase. Sidecar CPU/req is the sidecar process's user+system CPU time (/proc/PID/stat) divided by its successful requests; it depends less than req/s on what else the machine runs, and the CPU ratio is the chain's cost relative to plain.\n\n")
 		b.WriteString(markdownTable(rep.rows))
 		b.WriteString("\n")
 		var hwm []string
@@ -207,6 +209,8 @@ func (rep *report) markdown() string {
 			}
 		}
 		b.WriteString("\n")
+		b.WriteString(rep.missMarkdown())
+		b.WriteString(rep.usersMarkdown())
 	}
 	if len(rep.ndjson) > 0 {
 		b.WriteString("NDJSON export (`application/x-ndjson`, generated and streamed by the upstream, trimmed record by record by scope_trim with policies/crm-export.json; the client reads it as fast as it arrives):\n\n")
@@ -233,6 +237,21 @@ func (rep *report) markdown() string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// peersSentence describes the -peers and users configurations, if any ran.
+func (rep *report) peersSentence() string {
+	var s string
+	if contains(rep.o.configs, oidcCached) || contains(rep.o.configs, oidcFresh) {
+		s += " `oidc-cached` and `oidc-fresh` are oidc_auth alone in front of reverse_proxy (caddyfiles/bench/oidc.Caddyfile), with the same tokens."
+	}
+	if contains(rep.o.configs, oauth2Cached) || contains(rep.o.configs, oauth2Fresh) {
+		s += " `oauth2-proxy-cached` and `oauth2-proxy-fresh` are oauth2-proxy " + oauth2ProxyVersion + " (built with `go install " + oauth2ProxyModule + "`) validating the same bearer tokens against the same issuer (`--skip-jwt-bearer-tokens`, `--oidc-issuer-url`, `--client-id` the audience) and proxying to the same upstream, request and auth logging off; it keeps no token cache, so both verify every token."
+	}
+	if rep.o.mode == "users" {
+		s += " `users-cache-N` is the chain with a token cache of N entries (-1: none) and the users' tokens."
+	}
+	return s
 }
 
 // print writes the report to stdout (and to path if set); the profile and

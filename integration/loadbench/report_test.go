@@ -113,8 +113,21 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := alt.configs[len(alt.configs)-1]; got != altConfig || !filepath.IsAbs(alt.altBin) {
-		t.Errorf("-alt-bin: configs %v, binary %q; want %s last and an absolute path (the sidecar runs in the repository root)", alt.configs, alt.altBin, altConfig)
+	if got := strings.Join(alt.configs, ","); got != "plain,chain-cached,chain-fresh,chain-cached-alt,chain-fresh-alt" || !filepath.IsAbs(alt.altBin) {
+		t.Errorf("-alt-bin: configs %v, binary %q; want an -alt twin of each chain configuration and an absolute path (the sidecar runs in the repository root)", alt.configs, alt.altBin)
+	}
+	peers, err := parseFlags([]string{"-peers", "-sizes", "10KB"})
+	if err != nil || strings.Join(peers.configs, ",") != "plain,chain-cached,chain-fresh,oidc-cached,oidc-fresh,oauth2-proxy-cached,oauth2-proxy-fresh" {
+		t.Errorf("-peers: configs %v, %v", peers.configs, err)
+	}
+	users, err := parseFlags([]string{"-mode", "users", "-user-caches", "100,-1"})
+	if err != nil || strings.Join(users.configs, ",") != "plain,chain-cached,users-cache-100,users-cache--1" {
+		t.Errorf("users mode: configs %v, %v", users.configs, err)
+	}
+	for _, name := range append(append([]string{}, users.configs...), peers.configs...) {
+		if _, err := specFor(name); err != nil {
+			t.Errorf("specFor(%q): %v", name, err)
+		}
 	}
 	for _, bad := range [][]string{
 		{"-configs", "plain,nginx"},
@@ -125,6 +138,10 @@ func TestParseFlags(t *testing.T) {
 		{"-cpuprofile", "x", "-configs", "plain"},
 		{"extra"},
 		{"-sidecar-env", "GOGC"},
+		{"-mode", "users", "-user-caches", "0"},
+		{"-mode", "users", "-users", "1"},
+		{"-zipf", "1"},
+		{"-zipf", "0.5"},
 	} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("%q accepted", bad)

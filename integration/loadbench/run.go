@@ -34,6 +34,7 @@ type bench struct {
 	exports  map[string]*sidecar      // the chain configured for the NDJSON export, by configuration
 	tokens   map[string]func() string // per configuration
 	fresh    *rotation
+	users    *userTraffic
 	profile  *profileSummary // taken during the NDJSON export
 	log      func(format string, args ...any)
 }
@@ -61,7 +62,7 @@ func run(ctx context.Context, o *options) error {
 		}
 		rep.profile = b.profile
 	}
-	if o.mode == "load" || o.mode == "all" {
+	if o.mode == "load" || o.mode == "all" || o.mode == "users" {
 		if err := b.loadPhase(ctx, rep); err != nil {
 			return err
 		}
@@ -105,73 +106,100 @@ func (b *bench) setUp() error {
 	if err != nil {
 		return err
 	}
-	for _, name := range b.o.configs {
+	need := b.o.configs
+	if b.o.mode == "ndjson" {
+		need = []string{"plain", chainCached}
+		if b.o.altBin != "" {
+			need = append(need, altConfig)
+		}
+	}
+	specs := map[string]configSpec{}
+	for _, name := range need {
+		spec, err := specFor(name)
+		if err != nil {
+			return err
+		}
+		specs[name] = spec
 		b.tokens[name] = func() string { return cached }
-		if name == "chain-fresh" && b.o.mode != "ndjson" {
-			b.log("minting %d tokens for chain-fresh", b.o.freshTokens)
-			pool, err := mintPool(b.iss, b.o.freshTokens, valid)
+		switch {
+		case spec.Tokens == freshTokens && b.fresh == nil:
+			b.log("minting %d tokens for the fresh-token configurations", b.o.freshTokens)
+			pool, err := mintPool(b.iss, "bench-user-", b.o.freshTokens, valid)
 			if err != nil {
 				return err
 			}
 			b.fresh = &rotation{tokens: pool}
+		case spec.Tokens == userTokens && b.users == nil:
+			b.log("minting %d tokens for the users", b.o.users)
+			pool, err := mintPool(b.iss, "bench-member-", b.o.users, valid)
+			if err != nil {
+				return err
+			}
+			b.users = newUserTraffic(pool, b.o.zipf)
+		}
+		switch spec.Tokens {
+		case freshTokens:
 			b.tokens[name] = b.fresh.token
+		case userTokens:
+			b.tokens[name] = b.users.cursor()
 		}
 	}
-	need := b.o.configs
-	if b.o.mode == "ndjson" {
-		need = []string{"plain", "chain-cached"}
-		if b.o.altBin != "" {
-			need = append(need, altConfig)
-		}
-		for _, name := range need {
-			b.tokens[name] = func() string { return cached }
+	var oauth2Bin string
+	for _, name := range need {
+		if specs[name].OAuth2 && oauth2Bin == "" {
+			if oauth2Bin = b.o.oauth2Proxy; oauth2Bin == "" {
+				b.log("building oauth2-proxy (go install %s)", oauth2ProxyModule)
+				if oauth2Bin, err = buildOAuth2Proxy(b.tmp); err != nil {
+					return err
+				}
+			}
 		}
 	}
-	start := func(name string, export bool) (*sidecar, error) {
-		file := "caddyfiles/bench/chain.Caddyfile"
-		if name == "plain" {
-			file = "caddyfiles/bench/plain.Caddyfile"
+	start := func(spec configSpec, export bool) (*sidecar, error) {
+		if spec.OAuth2 {
+			b.log("starting %s", spec.Name)
+			return startOAuth2Proxy(spec.Name, oauth2Bin, b.iss.URL, b.up.URL)
 		}
 		env := map[string]string{
 			"UPSTREAM":            b.up.URL,
 			"ISSUER":              b.iss.URL,
 			"BENCH_TENANTS":       registry,
-			"AUDIT_FILE":          filepath.Join(b.tmp, name+"-audit.jsonl"),
+			"AUDIT_FILE":          filepath.Join(b.tmp, spec.Name+"-audit.jsonl"),
 			"AUDIT_KEY":           "loadbench-audit-key-0123456789abcdef",
 			"SCOPE_TRIM_HASH_KEY": "loadbench-hash-key-0123456789abcdef",
 		}
 		for k, v := range b.o.sidecarEnv {
 			env[k] = v
 		}
-		if name == "chain-fresh" {
-			env["BENCH_CACHE_SIZE"] = strconv.Itoa(freshCacheSize)
+		if spec.CacheSize != 0 {
+			env["BENCH_CACHE_SIZE"] = strconv.Itoa(spec.CacheSize)
 		}
-		label := name
+		label := spec.Name
 		if export {
 			env["BENCH_POLICY"] = "policies/crm-export.json"
-			env["AUDIT_FILE"] = filepath.Join(b.tmp, name+"-export-audit.jsonl")
-			label = name + " (export)"
+			env["AUDIT_FILE"] = filepath.Join(b.tmp, spec.Name+"-export-audit.jsonl")
+			label = spec.Name + " (export)"
 		}
 		bin := b.bin
-		if name == altConfig {
+		if spec.Alt {
 			bin = b.o.altBin
 		}
-		b.log("starting %s (%s)", label, file)
-		return startSidecar(label, bin, b.root, file, env)
+		b.log("starting %s (%s)", label, spec.Caddyfile)
+		return startSidecar(label, bin, b.root, spec.Caddyfile, env)
 	}
 	for _, name := range need {
-		s, err := start(name, false)
+		s, err := start(specs[name], false)
 		if err != nil {
 			return err
 		}
 		b.sidecars[name] = s
 	}
 	if b.o.mode == "ndjson" || b.o.mode == "all" {
-		for _, name := range []string{"chain-cached", altConfig} {
+		for _, name := range []string{chainCached, altConfig} {
 			if b.sidecars[name] == nil {
 				continue
 			}
-			s, err := start(name, true)
+			s, err := start(specs[name], true)
 			if err != nil {
 				return err
 			}
@@ -181,9 +209,9 @@ func (b *bench) setUp() error {
 	return b.checkAnswers(docs)
 }
 
-// checkAnswers sends one request per configuration and size: plain must
-// return the upstream's bytes, the chain a trimmed document without the
-// fields no scope grants. A harness that measured refusals would measure
+// checkAnswers sends one request per configuration and size: plain,
+// oidc_auth alone and oauth2-proxy must return the upstream's bytes, the
+// chain a trimmed document without the fields no scope grants. A harness that measured refusals would measure
 // nothing.
 func (b *bench) checkAnswers(docs map[string][]byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -197,9 +225,10 @@ func (b *bench) checkAnswers(docs map[string][]byte) error {
 			if resp.StatusCode != http.StatusOK {
 				return fmt.Errorf("%s, %s: status %s, body %s\nsidecar output:\n%s", name, size.Label, resp.Status, body, lastLines(s.Output(), 15))
 			}
-			if name == "plain" {
+			if spec, _ := specFor(name); spec.Caddyfile != "caddyfiles/bench/chain.Caddyfile" {
+				// plain, oidc_auth alone and oauth2-proxy pass the page on.
 				if !bytes.Equal(body, docs[size.Label]) {
-					return fmt.Errorf("plain, %s: the body differs from the upstream's", size.Label)
+					return fmt.Errorf("%s, %s: the body differs from the upstream's", name, size.Label)
 				}
 				continue
 			}

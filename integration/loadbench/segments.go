@@ -32,6 +32,15 @@ func (b *bench) loadPhase(ctx context.Context, rep *report) error {
 	acc := map[[2]string]*accum{}
 	caches := map[string]*cacheCount{}
 	for round := range o.rounds {
+		if o.rawVerify && b.fresh != nil {
+			rv, err := b.rawVerify(ctx, min(o.duration, 5*time.Second))
+			if err != nil {
+				return err
+			}
+			rep.rawVerify.Verifies += rv.Verifies
+			rep.rawVerify.CPU += rv.CPU
+			b.log("round %d  go-oidc raw Verify: %d verifies, %d µs CPU each", round+1, rv.Verifies, rv.PerVerify().Microseconds())
+		}
 		for _, size := range o.sizes {
 			for _, name := range o.configs {
 				s, tgt := b.sidecars[name], b.target(name, size.Label)
@@ -122,6 +131,10 @@ func (b *bench) loadPhase(ctx context.Context, rep *report) error {
 		}
 	}
 	rep.rows = compare(results, "plain")
+	if b.users != nil {
+		n, users := b.users.walked()
+		rep.usersSeen = fmt.Sprintf("each configuration walks the same sequence, whose first %d requests (its warm-up and measured phases) came from %d distinct users", n, users)
+	}
 	rep.caches = caches
 	return nil
 }

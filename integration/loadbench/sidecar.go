@@ -77,13 +77,23 @@ func startSidecar(name, bin, root, caddyfile string, env map[string]string) (*si
 	if err != nil {
 		return nil, err
 	}
-	s := &sidecar{Name: name, Addr: addr, AdminAddr: admin, output: new(syncBuffer)}
-	s.cmd = exec.Command(bin, "run", "--config", caddyfile, "--adapter", "caddyfile")
-	s.cmd.Dir = root
-	s.cmd.Env = append(os.Environ(), "SIDECAR_ADDR="+addr, "SIDECAR_ADMIN="+admin)
+	cmd := exec.Command(bin, "run", "--config", caddyfile, "--adapter", "caddyfile")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "SIDECAR_ADDR="+addr, "SIDECAR_ADMIN="+admin)
 	for k, v := range env {
-		s.cmd.Env = append(s.cmd.Env, k+"="+v)
+		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	s, err := startProcess(name, cmd, addr, admin)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, caddyfile)
+	}
+	return s, nil
+}
+
+// startProcess starts cmd, which serves on addr (and its admin API, if
+// any, on admin), and waits until addr accepts connections.
+func startProcess(name string, cmd *exec.Cmd, addr, admin string) (*sidecar, error) {
+	s := &sidecar{Name: name, Addr: addr, AdminAddr: admin, cmd: cmd, output: new(syncBuffer)}
 	s.cmd.Stdout, s.cmd.Stderr = s.output, s.output
 	s.cmd.SysProcAttr = childAttr()
 	if err := s.cmd.Start(); err != nil {
@@ -95,7 +105,7 @@ func startSidecar(name, bin, root, caddyfile string, env map[string]string) (*si
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
-			return nil, fmt.Errorf("%s (%s) exited at start; its output:\n%s", name, caddyfile, lastLines(s.output.String(), 20))
+			return nil, fmt.Errorf("%s exited at start; its output:\n%s", name, lastLines(s.output.String(), 20))
 		default:
 		}
 		if conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
@@ -126,6 +136,9 @@ func (s *sidecar) Output() string { return s.output.String() }
 
 // adminGet fetches a path from the admin API.
 func (s *sidecar) adminGet(ctx context.Context, path string) ([]byte, error) {
+	if s.AdminAddr == "" {
+		return nil, fmt.Errorf("%s has no admin API", s.Name)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.AdminAddr+path, nil)
 	if err != nil {
 		return nil, err

@@ -34,7 +34,7 @@ func mintToken(iss *devidp.Issuer, subject string, valid time.Duration) (string,
 
 // mintPool signs n distinct tokens (distinct subjects and jti) on every
 // core, so that minting is not part of the measurement.
-func mintPool(iss *devidp.Issuer, n int, valid time.Duration) ([]string, error) {
+func mintPool(iss *devidp.Issuer, prefix string, n int, valid time.Duration) ([]string, error) {
 	tokens := make([]string, n)
 	var next atomic.Int64
 	var firstErr error
@@ -49,7 +49,7 @@ func mintPool(iss *devidp.Issuer, n int, valid time.Duration) ([]string, error) 
 				if i >= n {
 					return
 				}
-				tok, err := mintToken(iss, fmt.Sprintf("bench-user-%06d", i), valid)
+				tok, err := mintToken(iss, fmt.Sprintf("%s%06d", prefix, i), valid)
 				if err != nil {
 					once.Do(func() { firstErr = err })
 					return

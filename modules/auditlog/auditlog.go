@@ -68,10 +68,33 @@ type AuditLog struct {
 	// metrics. Off by default to bound cardinality.
 	MetricsTenantLabel bool `json:"metrics_tenant_label,omitempty"`
 
-	sink    *sink
-	pseudo  *pseudonymizer
-	metrics *metrics
-	logger  *zap.Logger
+	// CheckpointKey is the Ed25519 private key that signs checkpoints, as
+	// `privacy-sidecar audit keygen` makes it (or PKCS #8 PEM). Setting it
+	// turns checkpoints on, and checkpoint_output is then required. Use a
+	// placeholder such as {env.AUDIT_CHECKPOINT_KEY}, resolved when the
+	// config loads; never write the key into the config.
+	CheckpointKey string `json:"checkpoint_key,omitempty"`
+
+	// CheckpointOutputRaw is where checkpoints go: one of Caddy's log
+	// writers, not the records' output. Put it where whoever can rewrite
+	// the audit file cannot: another volume, or off the host (net).
+	CheckpointOutputRaw json.RawMessage `json:"checkpoint_output,omitempty" caddy:"namespace=caddy.logging.writers inline_key=output"`
+
+	// CheckpointEvery writes a checkpoint after this many records.
+	// Default 1000.
+	CheckpointEvery int `json:"checkpoint_every,omitempty"`
+
+	// CheckpointInterval writes a checkpoint at least this often while
+	// records are written (none while nothing is). Default 1m. A
+	// checkpoint is also written when a resumed chain starts and when the
+	// config is unloaded (shutdown).
+	CheckpointInterval caddy.Duration `json:"checkpoint_interval,omitempty"`
+
+	sink       *sink
+	checkpoint *checkpointConfig
+	pseudo     *pseudonymizer
+	metrics    *metrics
+	logger     *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -127,18 +150,49 @@ func (m *AuditLog) Provision(ctx caddy.Context) error {
 	if m.metrics, err = newMetrics(ctx.GetMetricsRegistry(), m.MetricsTenantLabel); err != nil {
 		return fmt.Errorf("audit_log: %v", err)
 	}
-	if m.sink, err = openSink(wo, defaultInstance(repl.ReplaceAll(m.Instance, ""))); err != nil {
+	instance := defaultInstance(repl.ReplaceAll(m.Instance, ""))
+	if len(appendString(nil, instance)) > maxInstanceBytes {
+		return fmt.Errorf("audit_log: instance is too long (at most %d bytes, written as JSON)", maxInstanceBytes-16)
+	}
+	if m.sink, err = openSink(wo, instance); err != nil {
 		return fmt.Errorf("audit_log: %v", err)
+	}
+	if m.CheckpointKey != "" {
+		if err := m.provisionCheckpoints(ctx, repl, wo); err != nil {
+			_, _ = sinks.Delete(m.sink.key)
+			m.sink = nil
+			return err
+		}
 	}
 	return nil
 }
 
-// Validate checks the configuration.
-func (m *AuditLog) Validate() error { return m.checkConfig() }
+// Validate checks the configuration (the outputs' presence is checked
+// before they are loaded, which clears their JSON).
+func (m *AuditLog) Validate() error { return m.checkSettings() }
 
+// checkConfig checks the configuration as written.
 func (m *AuditLog) checkConfig() error {
+	switch {
+	case m.CheckpointKey != "" && m.CheckpointOutputRaw == nil:
+		return errors.New("audit_log: checkpoint_key is set but checkpoint_output is not; name where checkpoints go, e.g. `checkpoint_output file /mnt/evidence/audit-checkpoints.jsonl`")
+	case m.CheckpointKey == "" && m.CheckpointOutputRaw != nil:
+		return errors.New("audit_log: checkpoint_output without checkpoint_key; set `checkpoint_key {env.AUDIT_CHECKPOINT_KEY}` (make a key with `privacy-sidecar audit keygen`)")
+	}
+	return m.checkSettings()
+}
+
+func (m *AuditLog) checkSettings() error {
 	if !m.PseudonymizeOff && m.PseudonymKey == "" {
 		return errors.New("audit_log: pseudonym_key is required (e.g. `pseudonym_key {env.AUDIT_KEY}`); `pseudonymize off` is for development only")
+	}
+	switch {
+	case m.CheckpointKey == "" && (m.CheckpointEvery != 0 || m.CheckpointInterval != 0):
+		return errors.New("audit_log: checkpoint settings without checkpoint_key; set `checkpoint_key {env.AUDIT_CHECKPOINT_KEY}` (make a key with `privacy-sidecar audit keygen`)")
+	case m.CheckpointEvery < 0:
+		return errors.New("audit_log: checkpoint_every must be positive")
+	case m.CheckpointInterval < 0 || (m.CheckpointInterval > 0 && time.Duration(m.CheckpointInterval) < time.Second):
+		return errors.New("audit_log: checkpoint_interval must be at least 1s")
 	}
 	switch m.OnWriteFailure {
 	case "", "refuse", "allow":
@@ -148,18 +202,31 @@ func (m *AuditLog) checkConfig() error {
 	return nil
 }
 
-// Cleanup releases the shared output; the last config using it closes it.
+// Cleanup unregisters the checkpoint settings (the last handler of a sink
+// to go writes its final checkpoint) and releases the shared outputs; the
+// last config using one closes it.
 func (m *AuditLog) Cleanup() error {
 	if m.sink == nil {
 		return nil
 	}
+	var errs []error
+	if m.checkpoint != nil {
+		m.sink.cp.unregister(m.checkpoint)
+		_, err := checkpointOutputs.Delete(m.checkpoint.out.key)
+		errs = append(errs, err)
+	}
 	_, err := sinks.Delete(m.sink.key)
-	return err
+	return errors.Join(append(errs, err)...)
 }
 
-// ServeHTTP runs the rest of the chain and writes the request's record
-// after the response, also when a handler refused the request, failed or
-// panicked. An error from next is returned unchanged, for handle_errors.
+// ServeHTTP runs the rest of the chain and writes the request's record. An
+// answer that carries upstream data is recorded before it is released:
+// scope_trim calls the decision's Commit right before the first byte, and
+// if the record cannot be written the answer is refused (503
+// audit_unavailable) instead. Every other answer (refusals, routes without
+// scope_trim) is recorded after the response, also when a handler failed
+// or panicked. An NDJSON stream gets a record at its start (Commit) and a
+// closing one. An error from next is returned unchanged, for handle_errors.
 func (m *AuditLog) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
 	start := time.Now()
 	r, d := sidecar.WithDecision(r)
@@ -172,6 +239,8 @@ func (m *AuditLog) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		requestID, _ = repl.GetString("http.request.uuid")
 	}
+	rc := &releaseCommit{m: m, r: r, d: d, start: start, requestID: requestID}
+	d.SetCommit(rc.commit)
 
 	done := false
 	defer func() {
@@ -187,7 +256,7 @@ func (m *AuditLog) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		if rw.Status() == 0 {
 			perr = caddyhttp.Error(http.StatusInternalServerError, errors.New("handler panicked"))
 		}
-		m.record(r, d, rw, perr, start, requestID)
+		rc.final(rw, perr)
 		panic(p)
 	}()
 
@@ -198,19 +267,62 @@ func (m *AuditLog) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		err = next.ServeHTTP(rw, r)
 	}
 	done = true
-	m.record(r, d, rw, err, start, requestID)
+	rc.final(rw, err)
 	return err
 }
 
-// record builds, writes and counts the request's record.
-func (m *AuditLog) record(r *http.Request, d *sidecar.Decision, rw caddyhttp.ResponseRecorder, handlerErr error, start time.Time, requestID string) {
+// releaseCommit writes one request's record ahead of a release (commit),
+// or after the response (final).
+type releaseCommit struct {
+	m         *AuditLog
+	r         *http.Request
+	d         *sidecar.Decision
+	start     time.Time
+	requestID string
+	committed bool
+}
+
+// commit writes the record of an answer about to be released with status
+// and bytesOut (-1 for a stream: 0 is written). It is called at most once
+// per request that releases upstream data; for a compressed NDJSON stream,
+// from scope_trim's decoder goroutine while the handler's goroutine waits
+// in the proxy's copy (final runs after scope_trim joined that goroutine).
+func (c *releaseCommit) commit(status int, bytesOut int64) error {
+	if c.committed {
+		return nil
+	}
+	werr := c.m.record(c.r, c.d, status, max(bytesOut, 0), nil, c.start, c.requestID)
+	if werr != nil && c.m.OnWriteFailure != "allow" {
+		return werr // not released: the refusal gets its own record
+	}
+	c.committed = true
+	return nil
+}
+
+// final writes the record after the response, unless commit wrote it; a
+// stream gets its closing record.
+func (c *releaseCommit) final(rw caddyhttp.ResponseRecorder, handlerErr error) {
+	if c.committed && c.d.Stream == "" {
+		return
+	}
+	if c.d.Stream == sidecar.StreamStart {
+		c.d.Stream = sidecar.StreamCut // it ended without scope_trim saying how
+	}
+	_ = c.m.record(c.r, c.d, rw.Status(), int64(rw.Size()), handlerErr, c.start, c.requestID)
+}
+
+// record builds, writes and counts the request's record: status is what
+// the client got (0: nothing was written yet), bytesOut the body's length.
+// It returns the write's error.
+func (m *AuditLog) record(r *http.Request, d *sidecar.Decision, status int, bytesOut int64, handlerErr error, start time.Time, requestID string) error {
 	rec := recordPool.Get().(*Record)
 	defer putRecord(rec)
-	m.fill(rec, r, d, rw, handlerErr, start)
+	m.fill(rec, r, d, status, handlerErr, start)
+	rec.BytesOut = bytesOut
 	rec.RequestID = requestID
 
 	bp := bufPool.Get().(*[]byte)
-	head := appendHead((*bp)[:0], rec)
+	head := boundHead(appendHead((*bp)[:0], rec), rec)
 	seq, werr := m.sink.write(head)
 	*bp = head
 	bufPool.Put(bp)
@@ -243,12 +355,13 @@ func (m *AuditLog) record(r *http.Request, d *sidecar.Decision, rw caddyhttp.Res
 			)
 		}
 	}
+	return werr
 }
 
 // fill copies what may be written about the request into rec.
-func (m *AuditLog) fill(rec *Record, r *http.Request, d *sidecar.Decision, rw caddyhttp.ResponseRecorder, handlerErr error, start time.Time) {
+func (m *AuditLog) fill(rec *Record, r *http.Request, d *sidecar.Decision, status int, handlerErr error, start time.Time) {
 	rec.start = start
-	rec.Status = rw.Status()
+	rec.Status = status
 	rec.Reason = d.Reason
 	if handlerErr != nil {
 		var he caddyhttp.HandlerError
@@ -279,8 +392,8 @@ func (m *AuditLog) fill(rec *Record, r *http.Request, d *sidecar.Decision, rw ca
 	if id := d.Identity; id != nil {
 		rec.Issuer = id.Issuer
 		rec.Scopes = id.Scopes
-		rec.Subject = m.pseudonym(rec, "sub", id.Issuer, id.Subject)
-		rec.ClientID = m.pseudonym(rec, "client", id.Issuer, id.ClientID)
+		rec.Subject = m.pseudonym(rec, kindSubject, id.Issuer, id.Subject)
+		rec.ClientID = m.pseudonym(rec, kindClient, id.Issuer, id.ClientID)
 	}
 	rec.Connector = d.Connector
 	rec.Policy = d.Policy
@@ -290,13 +403,17 @@ func (m *AuditLog) fill(rec *Record, r *http.Request, d *sidecar.Decision, rw ca
 	rec.RecordsReleased, rec.RecordsWithheld = d.RecordsReleased, d.RecordsWithheld
 	rec.RecordIDs, rec.RecordIDsOmitted = m.recordIDs(rec.RecordIDs[:0], rec.Tenant, d.RecordIDs), d.RecordIDsOmitted
 	rec.RecordIDsOmitted += len(d.RecordIDs) - len(rec.RecordIDs)
+	rec.HeadersRemoved = d.HeadersRemoved
+	rec.HeadersRemovedOmitted = d.HeadersRemovedOmitted
 	rec.SpoofedHeaders = d.SpoofedHeaders
+	rec.SpoofedHeadersOmitted = d.SpoofedHeadersOmitted
 	rec.SecurityEvent = securityEvent(rec.Decision, rec.Reason, d.SpoofedHeaders)
 	if rec.SecurityEvent == "" {
 		rec.SecurityEvent = d.SecurityEvent
 	}
 	rec.InterruptedBy = d.InterruptedBy
-	rec.BytesOut = int64(rw.Size())
+	rec.Stream = d.Stream
+	rec.StreamRecords = d.StreamRecords
 	rec.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 }
 

@@ -1,6 +1,10 @@
 package auditlog
 
 import (
+	"encoding/json"
+	"strconv"
+	"time"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -15,13 +19,13 @@ func init() {
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	m := new(AuditLog)
-	if err := m.unmarshal(h); err != nil {
+	if err := m.UnmarshalCaddyfile(h.Dispenser); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-// unmarshal sets up the handler from Caddyfile tokens. Syntax:
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	audit_log {
 //		output file /var/log/sidecar/audit.jsonl {
@@ -33,99 +37,148 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		instance <name>
 //		on_write_failure refuse|allow
 //		metrics_tenant_label
+//		checkpoint_key {env.AUDIT_CHECKPOINT_KEY}
+//		checkpoint_output file /mnt/evidence/audit-checkpoints.jsonl
+//		checkpoint_every <records>
+//		checkpoint_interval <duration>
 //	}
 //
-// output takes any of Caddy's log writers exactly as in the `log`
-// directive: file (with roll_size, roll_keep, roll_keep_for, ...), stderr,
-// stdout, net. pseudonym_key is required unless `pseudonymize off`.
-func (m *AuditLog) unmarshal(h httpcaddyfile.Helper) error {
-	h.Next() // consume the directive name
-	if h.NextArg() {
-		return h.ArgErr()
+// output and checkpoint_output take any of Caddy's log writers exactly as
+// in the `log` directive: file (with roll_size, roll_keep, roll_keep_for,
+// ...), stderr, stdout, net. pseudonym_key is required unless `pseudonymize
+// off`; checkpoint_output is required with checkpoint_key. Placeholders are
+// kept as written and resolved when the config loads.
+func (m *AuditLog) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume the directive name
+	if d.NextArg() {
+		return d.ArgErr()
 	}
 	seen := map[string]bool{}
-	for nesting := h.Nesting(); h.NextBlock(nesting); {
-		sub := h.Val()
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
 		if seen[sub] {
-			return h.Errf("audit_log: duplicate subdirective '%s'", sub)
+			return d.Errf("audit_log: duplicate subdirective '%s'", sub)
 		}
 		seen[sub] = true
 		switch sub {
 		case "output":
-			if !h.NextArg() {
-				return h.ArgErr()
+			raw, err := unmarshalWriter(d)
+			if err != nil {
+				return err
 			}
-			name := h.Val()
-			var wo caddy.WriterOpener
-			// Caddy's standard streams are not Caddyfile unmarshalers (they
-			// live in the caddy package); this mirrors the `log` directive.
-			switch name {
-			case "stdout":
-				wo = caddy.StdoutWriter{}
-			case "stderr":
-				wo = caddy.StderrWriter{}
-			case "discard":
-				wo = caddy.DiscardWriter{}
-			default:
-				unm, err := caddyfile.UnmarshalModule(h.Dispenser, "caddy.logging.writers."+name)
-				if err != nil {
-					return err
-				}
-				var ok bool
-				if wo, ok = unm.(caddy.WriterOpener); !ok {
-					return h.Errf("audit_log: output module %s is not a log writer", name)
-				}
+			m.OutputRaw = raw
+		case "checkpoint_output":
+			raw, err := unmarshalWriter(d)
+			if err != nil {
+				return err
 			}
-			var warnings []caddyconfig.Warning
-			m.OutputRaw = caddyconfig.JSONModuleObject(wo, "output", name, &warnings)
+			m.CheckpointOutputRaw = raw
+		case "checkpoint_key":
+			if !d.AllArgs(&m.CheckpointKey) {
+				return d.ArgErr()
+			}
+		case "checkpoint_every":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return d.Errf("audit_log: checkpoint_every takes a number of records (at least 1), not %q", v)
+			}
+			m.CheckpointEvery = n
+		case "checkpoint_interval":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur < time.Second {
+				return d.Errf("audit_log: checkpoint_interval takes a duration of at least 1s, such as 1m, not %q", v)
+			}
+			m.CheckpointInterval = caddy.Duration(dur)
 		case "pseudonym_key":
-			if !h.AllArgs(&m.PseudonymKey) {
-				return h.ArgErr()
+			if !d.AllArgs(&m.PseudonymKey) {
+				return d.ArgErr()
 			}
 		case "pseudonymize":
 			var v string
-			if !h.AllArgs(&v) {
-				return h.ArgErr()
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
 			}
 			switch v {
 			case "off":
 				m.PseudonymizeOff = true
 			case "on":
 			default:
-				return h.Errf("audit_log: pseudonymize takes on or off, not %q", v)
+				return d.Errf("audit_log: pseudonymize takes on or off, not %q", v)
 			}
 		case "keyring":
-			if !h.AllArgs(&m.Keyring) {
-				return h.ArgErr()
+			if !d.AllArgs(&m.Keyring) {
+				return d.ArgErr()
 			}
 		case "instance":
-			if !h.AllArgs(&m.Instance) {
-				return h.ArgErr()
+			if !d.AllArgs(&m.Instance) {
+				return d.ArgErr()
 			}
 		case "on_write_failure":
-			if !h.AllArgs(&m.OnWriteFailure) {
-				return h.ArgErr()
+			if !d.AllArgs(&m.OnWriteFailure) {
+				return d.ArgErr()
 			}
 			if m.OnWriteFailure != "refuse" && m.OnWriteFailure != "allow" {
-				return h.Errf("audit_log: on_write_failure takes refuse or allow, not %q", m.OnWriteFailure)
+				return d.Errf("audit_log: on_write_failure takes refuse or allow, not %q", m.OnWriteFailure)
 			}
 		case "metrics_tenant_label":
-			if h.NextArg() {
-				return h.ArgErr()
+			if d.NextArg() {
+				return d.ArgErr()
 			}
 			m.MetricsTenantLabel = true
 		default:
-			return h.Errf("audit_log: unrecognized subdirective '%s'", sub)
+			return d.Errf("audit_log: unrecognized subdirective '%s'", sub)
 		}
 	}
 	if m.OutputRaw == nil {
-		return h.Err("audit_log: output is required, e.g. `output file /var/log/sidecar/audit.jsonl`")
+		return d.Err("audit_log: output is required, e.g. `output file /var/log/sidecar/audit.jsonl`")
 	}
 	if m.PseudonymizeOff && m.PseudonymKey != "" {
-		return h.Err("audit_log: pseudonym_key and `pseudonymize off` contradict each other; remove one")
+		return d.Err("audit_log: pseudonym_key and `pseudonymize off` contradict each other; remove one")
 	}
 	if err := m.checkConfig(); err != nil {
-		return h.Err(err.Error())
+		return d.Err(err.Error())
 	}
 	return nil
 }
+
+// unmarshalWriter reads a log writer (its name, arguments and block) as the
+// `log` directive's output does, and returns its JSON.
+func unmarshalWriter(d *caddyfile.Dispenser) (json.RawMessage, error) {
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	name := d.Val()
+	var wo caddy.WriterOpener
+	// Caddy's standard streams are not Caddyfile unmarshalers (they live in
+	// the caddy package); this mirrors the `log` directive.
+	switch name {
+	case "stdout":
+		wo = caddy.StdoutWriter{}
+	case "stderr":
+		wo = caddy.StderrWriter{}
+	case "discard":
+		wo = caddy.DiscardWriter{}
+	default:
+		unm, err := caddyfile.UnmarshalModule(d, "caddy.logging.writers."+name)
+		if err != nil {
+			return nil, err
+		}
+		var ok bool
+		if wo, ok = unm.(caddy.WriterOpener); !ok {
+			return nil, d.Errf("audit_log: output module %s is not a log writer", name)
+		}
+	}
+	var warnings []caddyconfig.Warning
+	return caddyconfig.JSONModuleObject(wo, "output", name, &warnings), nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*AuditLog)(nil)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -50,6 +51,24 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		t.Fatalf("output %s", m.OutputRaw)
 	}
 
+	m, err = parse(t, `audit_log {
+		output stderr
+		pseudonym_key {env.AUDIT_KEY}
+		checkpoint_key {env.AUDIT_CHECKPOINT_KEY}
+		checkpoint_output net 10.0.0.9:6514 {
+			dial_timeout 5s
+		}
+		checkpoint_every 500
+		checkpoint_interval 30s
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.CheckpointKey != "{env.AUDIT_CHECKPOINT_KEY}" || m.CheckpointEvery != 500 || time.Duration(m.CheckpointInterval) != 30*time.Second ||
+		string(m.CheckpointOutputRaw) != `{"address":"10.0.0.9:6514","dial_timeout":5000000000,"output":"net"}` {
+		t.Fatalf("checkpoints parsed as %+v, output %s", m, m.CheckpointOutputRaw)
+	}
+
 	m, err = parse(t, "audit_log {\n output stderr\n pseudonymize off\n}")
 	if err != nil || !m.PseudonymizeOff || string(m.OutputRaw) != `{"output":"stderr"}` {
 		t.Fatalf("%+v %v", m, err)
@@ -69,6 +88,14 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		"audit_log arg {\n output stderr\n pseudonym_key k\n}":                            "wrong argument count",
 		"audit_log {\n output stderr\n pseudonym_key k\n metrics_tenant_label yes\n}":     "wrong argument count",
 		"audit_log {\n output file /tmp/a.jsonl {\n roll_size x\n }\n pseudonym_key k\n}": "parsing size",
+		"audit_log {\n output stderr\n pseudonym_key k\n checkpoint_key c\n}":             "checkpoint_output is not",
+		"audit_log {\n output stderr\n pseudonym_key k\n checkpoint_every 10\n}":          "without checkpoint_key",
+		"audit_log {\n output stderr\n pseudonym_key k\n checkpoint_output stdout\n}":     "without checkpoint_key",
+		"audit_log {\n output stderr\n pseudonym_key k\n checkpoint_every 0\n}":           "at least 1",
+		"audit_log {\n output stderr\n pseudonym_key k\n checkpoint_every many\n}":        "number of records",
+		"audit_log {\n output stderr\n pseudonym_key k\n checkpoint_interval 10ms\n}":     "at least 1s",
+		"audit_log {\n output stderr\n pseudonym_key k\n checkpoint_key a b\n}":           "wrong argument count",
+		"audit_log {\n output stderr\n pseudonym_key k\n checkpoint_output\n}":            "wrong argument count",
 	}
 	for input, want := range cases {
 		if _, err := parse(t, input); err == nil || !strings.Contains(err.Error(), want) {

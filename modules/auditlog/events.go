@@ -28,7 +28,7 @@ func (s *sink) WriteAuditEvent(e *sidecar.AuditEvent) error {
 	if !e.DisconnectedAt.IsZero() {
 		rec.DisconnectedAt = e.DisconnectedAt.UTC().Format(time.RFC3339Nano)
 	}
-	_, err := s.write(appendHead(nil, &rec))
+	_, err := s.write(boundHead(appendHead(nil, &rec), &rec))
 	return err
 }
 

@@ -34,10 +34,14 @@ type keyringFile struct {
 // made by `privacy-sidecar audit forget`.
 const keyringCheckInterval = time.Second
 
-// pseudonymizer turns subjects and client IDs into per-tenant pseudonyms.
+// pseudonymizer turns subjects, client IDs and record ids into per-tenant
+// pseudonyms.
 type pseudonymizer struct {
 	secret []byte
 	path   string
+	// readOnly never adds a salt: for commands that query the log, where a
+	// tenant without a salt (forgotten) must stay without one.
+	readOnly bool
 
 	mu        sync.RWMutex
 	tenants   map[string]*tenantKey
@@ -108,6 +112,28 @@ func (p *pseudonymizer) pseudonym(tenant, kind, issuer, value string) (string, e
 	return ps, nil
 }
 
+// Pseudonym kinds: each is its own space, so a value means nothing across
+// kinds (a record id equal to a subject gets another pseudonym).
+const (
+	kindSubject = "sub"
+	kindClient  = "client"
+	kindRecord  = "record"
+)
+
+// RecordPseudonym returns the pseudonym of a connector's record id for
+// tenant, as audit records list it in record_ids: HMAC-SHA256 under the
+// tenant's keyring key of "record" 0x00 0x00 id (no issuer), separated from
+// subject and client pseudonyms by its kind. It is what `privacy-sidecar
+// audit access --record ID` computes to find a record's releases; after
+// `audit forget` it cannot be computed any more.
+func (p *pseudonymizer) RecordPseudonym(tenant, recordID string) (string, error) {
+	tk, err := p.key(tenant)
+	if err != nil {
+		return "", err
+	}
+	return recordPseudonym(tk, recordID), nil
+}
+
 // compute is HMAC-SHA256(tenant key, kind 0x00 issuer 0x00 value),
 // truncated to 128 bits, in hex.
 func (tk *tenantKey) compute(in pseudonymInput) string {
@@ -127,7 +153,7 @@ func (tk *tenantKey) compute(in pseudonymInput) string {
 // as it unlinks subjects. Anything that looks a record up by its id (an
 // access report) computes the same function with the same tenant key.
 func recordPseudonym(tk *tenantKey, id string) string {
-	return tk.compute(pseudonymInput{kind: "record", value: id})
+	return tk.compute(pseudonymInput{kind: kindRecord, value: id})
 }
 
 // recordPseudonyms appends the pseudonyms of ids in tenant to dst.
@@ -167,6 +193,15 @@ func (p *pseudonymizer) key(tenant string) (*tenantKey, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if tk := p.tenants[tenant]; tk != nil {
+		return tk, nil
+	}
+	if p.readOnly {
+		salt, err := existingSalt(p.path, tenant)
+		if err != nil {
+			return nil, err
+		}
+		tk = p.derive(tenant, salt)
+		p.tenants[tenant] = tk
 		return tk, nil
 	}
 	salt, err := ensureSalt(p.path, tenant)
@@ -237,6 +272,32 @@ func ensureSalt(path, tenant string) ([]byte, error) {
 		return nil, err
 	}
 	return salt, nil
+}
+
+// TenantForgottenError is returned for a tenant whose salt is not in the
+// keyring: forgotten (At says when), or never audited.
+type TenantForgottenError struct {
+	Tenant, Keyring, At string
+}
+
+func (e *TenantForgottenError) Error() string {
+	if e.At != "" {
+		return fmt.Sprintf("tenant %q was forgotten on %s: its pseudonyms can no longer be computed, so nothing can be linked to it", e.Tenant, e.At)
+	}
+	return fmt.Sprintf("tenant %q has no pseudonym salt in %s: never audited there, or the keyring is not the one the log was written with", e.Tenant, e.Keyring)
+}
+
+// existingSalt returns the tenant's salt without adding one.
+func existingSalt(path, tenant string) ([]byte, error) {
+	kr, err := readKeyring(path)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := kr.Salts[tenant]
+	if !ok {
+		return nil, &TenantForgottenError{Tenant: tenant, Keyring: path, At: kr.Forgotten[tenant]}
+	}
+	return base64.RawURLEncoding.DecodeString(s)
 }
 
 // forgetTenant removes a tenant's salt from the keyring file.

@@ -14,6 +14,8 @@ const (
 	metricWithheld       = "sidecar_fields_withheld_total"
 	metricWriteFailures  = "sidecar_audit_write_failures_total"
 	metricSecurityEvents = "sidecar_security_events_total"
+
+	metricCheckpointFailures = "sidecar_audit_checkpoint_failures_total"
 )
 
 // metrics are the audit_log counters in Caddy's metrics registry.
@@ -22,7 +24,9 @@ type metrics struct {
 	withheld       *prometheus.CounterVec
 	writeFailures  prometheus.Counter
 	securityEvents *prometheus.CounterVec
-	tenantLabel    bool
+	// checkpointFailures counts checkpoints that could not be written.
+	checkpointFailures prometheus.Counter
+	tenantLabel        bool
 }
 
 func newMetrics(reg prometheus.Registerer, tenantLabel bool) (*metrics, error) {
@@ -56,6 +60,12 @@ func newMetrics(reg prometheus.Registerer, tenantLabel bool) (*metrics, error) {
 		Name: metricSecurityEvents,
 		Help: "Requests raised as security events, by reason code.",
 	}, []string{"reason"})); err != nil {
+		return nil, err
+	}
+	if m.checkpointFailures, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: metricCheckpointFailures,
+		Help: "Audit checkpoints that could not be written to the checkpoint output.",
+	})); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -3,6 +3,7 @@ package auditlog
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -62,8 +63,7 @@ type Record struct {
 	// field names, never values.
 	Withheld []string `json:"withheld"`
 	// RecordsReleased counts the records scope_trim's record rules
-	// released; written with RecordsWithheld when either is not zero
-	// (docs/records.md).
+	// released (docs/records.md).
 	RecordsReleased int `json:"records_released,omitempty"`
 	// RecordsWithheld counts the records the rules withheld.
 	RecordsWithheld int `json:"records_withheld,omitempty"`
@@ -73,9 +73,18 @@ type Record struct {
 	// RecordIDsOmitted counts released records whose id is not listed
 	// (past the limit, without an id, or with pseudonymize off).
 	RecordIDsOmitted int `json:"record_ids_omitted,omitempty"`
+	// HeadersRemoved names the upstream response headers scope_trim's
+	// allowlist dropped (at most 16, names only).
+	HeadersRemoved []string `json:"headers_removed,omitempty"`
+	// HeadersRemovedOmitted counts the dropped headers beyond the 16 named.
+	HeadersRemovedOmitted int `json:"headers_removed_omitted,omitempty"`
 	// SpoofedHeaders are the names of client-sent identity headers that
-	// were removed.
+	// were removed (at most 16): as the client spelled them, or
+	// "Connection: <rule>" and "Trailer: <rule>" for the rule a Connection
+	// token or a trailer matched.
 	SpoofedHeaders []string `json:"spoofed_headers,omitempty"`
+	// SpoofedHeadersOmitted counts the removals beyond the 16 named.
+	SpoofedHeadersOmitted int `json:"spoofed_headers_omitted,omitempty"`
 	// SecurityEvent is the reason this request is a security event, if it
 	// is one.
 	SecurityEvent string `json:"security_event,omitempty"`
@@ -84,6 +93,13 @@ type Record struct {
 	// DurationMS is the time in the handler chain, in milliseconds with
 	// microsecond precision (three decimals).
 	DurationMS float64 `json:"duration_ms"`
+	// Stream is set on the records of an NDJSON answer: "start" on the
+	// one written before its first record is released, then how it ended
+	// on the closing one: "complete", "cut" (the sidecar ended it; reason
+	// says why) or "client_gone".
+	Stream string `json:"stream,omitempty"`
+	// StreamRecords counts the NDJSON records sent (closing record).
+	StreamRecords int `json:"stream_records,omitempty"`
 	// InterruptedBy says what cut a request in flight: "disconnect" (its
 	// connection was disconnected) or "state_unconfirmed" (the connection's
 	// state could not be read from storage).
@@ -111,6 +127,9 @@ type Record struct {
 	RevocationErrors []string `json:"revocation_errors,omitempty"`
 	// Deleted is true when a disconnect deleted the stored credential.
 	Deleted bool `json:"deleted,omitempty"`
+	// Cut names the members the writer shortened to keep the record
+	// within MaxRecordBytes, with how much it cut (see Cuts).
+	Cut Cuts `json:"cut,omitempty"`
 	// Instance names the writing sidecar and its per-start suffix.
 	Instance string `json:"instance"`
 	// Seq numbers the records of one chain: 1, 2, 3, ...
@@ -125,6 +144,11 @@ type Record struct {
 	// formatting it into a string.
 	start time.Time
 }
+
+// Cuts names the members the writer shortened to keep a record within
+// MaxRecordBytes: for a list, how many entries it left out; for a string,
+// how many bytes it cut from the end; 1 for any other value it left out.
+type Cuts map[string]int
 
 // genesisHash is the prev_hash of a chain's first record.
 const genesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
@@ -181,9 +205,11 @@ func appendHead(b []byte, rec *Record) []byte {
 	b = strconv.AppendInt(b, int64(rec.FieldsRemoved), 10)
 	b = append(b, `,"withheld":`...)
 	b = appendStrings(b, rec.Withheld)
-	if rec.RecordsReleased != 0 || rec.RecordsWithheld != 0 {
+	if rec.RecordsReleased != 0 {
 		b = append(b, `,"records_released":`...)
 		b = strconv.AppendInt(b, int64(rec.RecordsReleased), 10)
+	}
+	if rec.RecordsWithheld != 0 {
 		b = append(b, `,"records_withheld":`...)
 		b = strconv.AppendInt(b, int64(rec.RecordsWithheld), 10)
 	}
@@ -195,9 +221,21 @@ func appendHead(b []byte, rec *Record) []byte {
 		b = append(b, `,"record_ids_omitted":`...)
 		b = strconv.AppendInt(b, int64(rec.RecordIDsOmitted), 10)
 	}
+	if len(rec.HeadersRemoved) > 0 {
+		b = append(b, `,"headers_removed":`...)
+		b = appendStrings(b, rec.HeadersRemoved)
+	}
+	if rec.HeadersRemovedOmitted != 0 {
+		b = append(b, `,"headers_removed_omitted":`...)
+		b = strconv.AppendInt(b, int64(rec.HeadersRemovedOmitted), 10)
+	}
 	if len(rec.SpoofedHeaders) > 0 {
 		b = append(b, `,"spoofed_headers":`...)
 		b = appendStrings(b, rec.SpoofedHeaders)
+	}
+	if rec.SpoofedHeadersOmitted != 0 {
+		b = append(b, `,"spoofed_headers_omitted":`...)
+		b = strconv.AppendInt(b, int64(rec.SpoofedHeadersOmitted), 10)
 	}
 	if rec.SecurityEvent != "" {
 		b = append(b, `,"security_event":`...)
@@ -209,10 +247,24 @@ func appendHead(b []byte, rec *Record) []byte {
 	// Three decimals (microseconds) so that a verifier re-encoding the parsed
 	// value produces the same bytes.
 	b = strconv.AppendFloat(b, rec.DurationMS, 'f', 3, 64)
-	return appendEvent(b, rec)
+	if rec.Stream != "" {
+		b = append(b, `,"stream":`...)
+		b = appendString(b, rec.Stream)
+	}
+	if rec.StreamRecords != 0 {
+		b = append(b, `,"stream_records":`...)
+		b = strconv.AppendInt(b, int64(rec.StreamRecords), 10)
+	}
+	b = appendEvent(b, rec)
+	if len(rec.Cut) > 0 {
+		b = append(b, `,"cut":`...)
+		b = appendCut(b, rec.Cut)
+	}
+	return b
 }
 
-// appendEvent appends the members of InterruptedBy to Deleted that are set.
+// appendEvent appends the members from interrupted_by to deleted that are set:
+// connector_auth's, written after stream_records and before cut.
 func appendEvent(b []byte, rec *Record) []byte {
 	if rec.InterruptedBy != "" {
 		b = append(b, `,"interrupted_by":`...)
@@ -251,6 +303,26 @@ func appendEvent(b []byte, rec *Record) []byte {
 	return b
 }
 
+// appendCut appends the cut map with its keys sorted, as the canonical
+// encoding writes maps.
+func appendCut(b []byte, cut Cuts) []byte {
+	keys := make([]string, 0, len(cut))
+	for k := range cut {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(cut[k]), 10)
+	}
+	return append(b, '}')
+}
+
 // appendTail appends the chain fields and the closing brace: together with
 // appendHead, the exact bytes the record's hash covers.
 func appendTail(b []byte, instance string, seq uint64, prevHash string) []byte {
@@ -287,15 +359,10 @@ func seal(buf []byte, start int) (line []byte, hash [64]byte) {
 	return line, hash
 }
 
-// canonicalBody re-encodes a parsed record the way the writer encoded it,
-// for verification.
-func canonicalBody(b []byte, rec *Record) []byte {
-	return appendTail(appendHead(b, rec), rec.Instance, rec.Seq, rec.PrevHash)
-}
-
-// recordHash is the hash a record should carry.
+// recordHash is the hash a record should carry: of its canonical encoding
+// without the hash member.
 func recordHash(rec *Record) string {
-	return sha256Hex(canonicalBody(nil, rec))
+	return sha256Hex(appendCanonicalBody(nil, rec))
 }
 
 func sha256Hex(b []byte) string {

@@ -134,7 +134,7 @@ func TestRecordExampleIsARealRecord(t *testing.T) {
 	if want := recordHash(&rec); rec.Hash != want {
 		t.Errorf("the example's hash is %s; its content hashes to %s", rec.Hash, want)
 	}
-	line, _ := seal(canonicalBody(nil, &rec), 0)
+	line, _ := seal(appendCanonicalBody(nil, &rec), 0)
 	if got := string(bytes.TrimSuffix(line, []byte("\n"))); got != example {
 		t.Errorf("the writer would write the example as\n%s\nnot\n%s", got, example)
 	}

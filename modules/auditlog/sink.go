@@ -45,17 +45,33 @@ type sink struct {
 
 	// unregister withdraws the sink from the audit event writers.
 	unregister func()
+
+	// release gives up the file's lock (a no-op for other outputs).
+	release func()
+
+	// cp writes the checkpoints; cpDue is the seq at which the next
+	// count checkpoint is due (0: none), and cpKick wakes cp for it.
+	cp     *checkpointer
+	cpDue  atomic.Uint64
+	cpKick chan struct{}
 }
 
-// openSink returns the shared sink for wo, opening it and recovering the
-// chain head from the existing file on first use.
+// openSink returns the shared sink for wo, opening it on first use: a file
+// is locked (one writer per file and roll set; a reload of this process
+// shares the sink and its lock), and the chain head is recovered from it.
 func openSink(wo caddy.WriterOpener, instance string) (*sink, error) {
 	key := "audit_log:" + wo.WriterKey()
 	val, _, err := sinks.LoadOrNew(key, func() (caddy.Destructor, error) {
 		s := newSink(key, wo.String(), nil, instance)
 		if fw, ok := wo.(*logging.FileWriter); ok {
+			release, err := lockOutput(fw.Filename)
+			if err != nil {
+				return nil, err
+			}
+			s.release = release
 			last, err := lastRecordOf(fw.Filename)
 			if err != nil {
+				release()
 				return nil, err
 			}
 			if last != nil {
@@ -65,6 +81,7 @@ func openSink(wo caddy.WriterOpener, instance string) (*sink, error) {
 		}
 		w, err := wo.OpenWriter()
 		if err != nil {
+			s.release()
 			return nil, fmt.Errorf("opening audit output %s: %v", wo, err)
 		}
 		s.w = w
@@ -78,17 +95,29 @@ func openSink(wo caddy.WriterOpener, instance string) (*sink, error) {
 }
 
 func newSink(key, name string, w io.WriteCloser, instance string) *sink {
-	s := &sink{key: key, name: name, w: w, instance: instance}
+	s := &sink{key: key, name: name, w: w, instance: instance, release: func() {}, cpKick: make(chan struct{}, 1)}
+	s.cp = &checkpointer{s: s}
 	copy(s.prev[:], genesisHash)
 	return s
 }
 
-// Destruct closes the writer when the last config using it is unloaded.
+// Destruct closes the writer and releases the file's lock when the last
+// config using it is unloaded (its handlers wrote the final checkpoint
+// when they unregistered).
 func (s *sink) Destruct() error {
 	if s.unregister != nil {
 		s.unregister()
 	}
-	return s.w.Close()
+	err := s.w.Close()
+	s.release()
+	return err
+}
+
+// head returns the chain head: the last record's seq and hash.
+func (s *sink) head() (uint64, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seq, string(s.prev[:])
 }
 
 // write chains and writes one record whose head (appendHead) is given. It
@@ -121,6 +150,7 @@ func (s *sink) write(head []byte) (uint64, error) {
 		s.seq = seq
 		s.prev = hash
 		s.failing.Store(true)
+		s.checkpointDue(seq)
 		return seq, nil
 	}
 	if err != nil {
@@ -132,7 +162,19 @@ func (s *sink) write(head []byte) (uint64, error) {
 	s.seq = seq
 	s.prev = hash
 	s.failing.Store(false)
+	s.checkpointDue(seq)
 	return seq, nil
+}
+
+// checkpointDue wakes the checkpointer when checkpoint_every records have
+// been written since the last checkpoint; it never blocks.
+func (s *sink) checkpointDue(seq uint64) {
+	if due := s.cpDue.Load(); due != 0 && seq >= due {
+		select {
+		case s.cpKick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // defaultInstance names this process start: the host name and a random

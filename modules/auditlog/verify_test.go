@@ -46,7 +46,8 @@ func TestVerify(t *testing.T) {
 	}{
 		{"intact", lines, false, 0, ""},
 		{"changed", mod(func(l []string) []string { l[1] = strings.Replace(l[1], `"status":200`, `"status":500`, 1); return l }), false, 2, "hash does not match"},
-		{"hash replaced", mod(func(l []string) []string { l[2] = strings.Replace(l[2], `"hash":"`, `"hash":"0`, 1); return l }), false, 3, "hash does not match"},
+		{"hash replaced", mod(func(l []string) []string { l[2] = strings.Replace(l[2], `"hash":"`, `"hash":"0`, 1); return l }), false, 3, "does not end with its hash member"},
+		{"hash of another record", mod(func(l []string) []string { l[2] = l[2][:len(l[2])-67] + l[1][len(l[1])-67:]; return l }), false, 3, "hash does not match"},
 		{"removed", mod(func(l []string) []string { return append(l[:1], l[2:]...) }), false, 2, "records 2 to 2 are missing"},
 		{"removed first", mod(func(l []string) []string { return l[1:] }), false, 1, "starts at seq 2"},
 		{"removed first, partial", mod(func(l []string) []string { return l[1:] }), true, 0, ""},
@@ -126,7 +127,7 @@ func TestLastRecordOf(t *testing.T) {
 		t.Fatalf("torn last line accepted: %v", err)
 	}
 	tampered := writeFile(t, dir, "tampered.jsonl", append(lines[:2:2], strings.Replace(lines[2], `"status":200`, `"status":201`, 1)))
-	if _, err := lastRecordOf(tampered); err == nil || !strings.Contains(err.Error(), "hash check") {
+	if _, err := lastRecordOf(tampered); err == nil || !strings.Contains(err.Error(), "hash does not match") {
 		t.Fatalf("tampered last record accepted: %v", err)
 	}
 	if rec, err := lastRecordOf("/dev/null"); rec != nil || err != nil {
@@ -193,5 +194,112 @@ func TestRolledFilesPreferTheOriginalDuringCompression(t *testing.T) {
 	last, err := lastRecordOf(current)
 	if err != nil || last == nil || last.Seq != 4 {
 		t.Fatalf("last record %+v %v", last, err)
+	}
+}
+
+// resealed rewrites a sealed line's body with edit and recomputes its hash
+// over exactly the edited bytes, as an attacker who knows the format would:
+// only the canonical-form check can then catch the edit.
+func resealed(line string, edit func(body string) string) string {
+	before, _, ok := splitHash([]byte(strings.TrimSuffix(line, "\n")))
+	if !ok {
+		panic("not a sealed line")
+	}
+	body := edit(string(before) + "}")
+	out, _ := seal([]byte(body), 0)
+	return string(out)
+}
+
+func TestVerifyRequiresTheCanonicalEncoding(t *testing.T) {
+	dir := t.TempDir()
+	lines := chainLines(3)
+	cases := []struct {
+		name string
+		edit func(body string) string
+		want string
+	}{
+		{"duplicate member before the real one", func(b string) string {
+			return strings.Replace(b, `"decision":"allow"`, `"decision":"deny","decision":"allow"`, 1)
+		}, `member "decision" appears twice`},
+		{"duplicate member after the real one", func(b string) string {
+			return strings.Replace(b, `"decision":"allow"`, `"decision":"allow","decision":"deny"`, 1)
+		}, `member "decision" appears twice`},
+		{"member differing in case", func(b string) string {
+			return strings.Replace(b, `"reason":"ok"`, `"reason":"ok","Decision":"deny"`, 1)
+		}, `member "Decision" differs only in case from "decision"`},
+		{"member renamed in case", func(b string) string {
+			return strings.Replace(b, `"decision":`, `"Decision":`, 1)
+		}, `member "Decision" differs only in case from "decision"`},
+		{"unknown member", func(b string) string {
+			return strings.Replace(b, `{"ts"`, `{"note":"x","ts"`, 1)
+		}, `unknown member "note"`},
+		{"reordered members", func(b string) string {
+			return strings.Replace(b, `"method":"GET","host":"sidecar.example:8443"`, `"host":"sidecar.example:8443","method":"GET"`, 1)
+		}, `members out of order: "method" comes after "host"`},
+		{"space after a colon", func(b string) string {
+			return strings.Replace(b, `"status":200`, `"status": 200`, 1)
+		}, "whitespace outside strings at byte"},
+		{"trailing space", func(b string) string { return b[:len(b)-1] + " }" }, "whitespace outside strings"},
+		{"escaped member name", func(b string) string {
+			return strings.Replace(b, `"decision":`, `"decisi\u006fn":`, 1)
+		}, "escaped differently"},
+		{"escaped value", func(b string) string {
+			return strings.Replace(b, `"decision":"allow"`, `"decision":"\u0061llow"`, 1)
+		}, `member "decision": "\u0061llow" is not written as the writer writes it ("allow")`},
+		{"number written as a float", func(b string) string {
+			return strings.Replace(b, `"status":200`, `"status":2e2`, 1)
+		}, `member "status"`},
+		{"duration with more decimals", func(b string) string {
+			return strings.Replace(b, `"duration_ms":12.345`, `"duration_ms":12.3450`, 1)
+		}, `member "duration_ms": 12.3450 is not written as the writer writes it (12.345)`},
+		{"missing member", func(b string) string {
+			return strings.Replace(b, `"tenant":"acme",`, ``, 1)
+		}, `member "tenant" is missing`},
+		{"empty optional member", func(b string) string {
+			return strings.Replace(b, `"endpoint":"/v1/contacts*"`, `"endpoint":""`, 1)
+		}, `member "endpoint" is empty`},
+		{"null list", func(b string) string {
+			return strings.Replace(b, `"scopes":["contacts:read"]`, `"scopes":null`, 1)
+		}, `member "scopes": null is not written`},
+		{"control: resealed unchanged", func(b string) string { return b }, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l := append([]string(nil), lines...)
+			l[1] = resealed(l[1], c.edit)
+			path := writeFile(t, dir, "canon.jsonl", l)
+			_, err := Verify([]string{path}, VerifyOptions{})
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("an unchanged record resealed fails: %v", err)
+				}
+				return
+			}
+			var bad *BadRecord
+			if !errors.As(err, &bad) {
+				t.Fatalf("verified: %v", err)
+			}
+			if bad.Line != 2 || !strings.Contains(bad.Problem, c.want) {
+				t.Fatalf("got %v\nwant line 2 saying %q", bad, c.want)
+			}
+		})
+	}
+}
+
+func TestVerifyRefusesOverlongLinesWithBoundedMemory(t *testing.T) {
+	dir := t.TempDir()
+	lines := chainLines(2)
+	long := resealed(lines[1], func(b string) string {
+		return strings.Replace(b, `"path":"/r/1"`, `"path":"/`+strings.Repeat("a", MaxRecordBytes)+`"`, 1)
+	})
+	path := writeFile(t, dir, "long.jsonl", []string{lines[0], long, "trailing\n"})
+	_, err := Verify([]string{path}, VerifyOptions{})
+	var bad *BadRecord
+	if !errors.As(err, &bad) || bad.Line != 2 || !strings.Contains(bad.Problem, "longer than a record may be") {
+		t.Fatalf("over-long line: %v", err)
+	}
+	if _, err := lastRecordOf(writeFile(t, dir, "long-last.jsonl", []string{lines[0], long})); err == nil ||
+		!strings.Contains(err.Error(), "longer than a record may be") {
+		t.Fatalf("resume after an over-long last line: %v", err)
 	}
 }

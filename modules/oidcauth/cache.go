@@ -22,6 +22,14 @@ import (
 //
 // A token string variant (malleated signature, different base64 padding
 // bits) simply misses and is verified: keying on the string is safe.
+//
+// The default size, 10,000 entries, comes from the load harness's users mode
+// (docs/performance-tokens.md): with 10,000 users whose requests follow a
+// Zipf law (s = 1.1), 10,000 entries left only first sightings as misses
+// (94.5% hits), 5,000 entries 93.0%, 2,500 87.2%, 1,000 78.1%. An entry costs
+// about 3.3 KiB of RSS, so a full cache about 33 MiB, against 60-90 µs of CPU
+// per miss; and entries end at cache_ttl, so only users active within it
+// occupy one. Least recently used goes first: heavy users stay resident.
 type tokenCache struct {
 	mu      sync.Mutex
 	max     int

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/coreos/go-oidc/v3/oidc"
-	"github.com/go-jose/go-jose/v4"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 // setIssuerDefaults fills the key settings left at zero.
@@ -35,8 +35,7 @@ func setIssuerDefaults(ic *Issuer) {
 	}
 }
 
-// provisionIssuer takes the issuer's key set from the usage pool and builds
-// its go-oidc verifier.
+// provisionIssuer takes the issuer's key set from the usage pool.
 func (m *OIDCAuth) provisionIssuer(ic *Issuer) error {
 	kc := keySetConfig{
 		Issuer:          ic.Issuer,
@@ -56,19 +55,7 @@ func (m *OIDCAuth) provisionIssuer(ic *Issuer) error {
 	if err != nil {
 		return fmt.Errorf("oidc_auth: key set for issuer %q: %w", ic.Issuer, err)
 	}
-	var algs []jose.SignatureAlgorithm
-	for _, a := range m.Algorithms {
-		algs = append(algs, jose.SignatureAlgorithm(a))
-	}
-	leeway := time.Duration(m.Leeway)
-	verifier := oidc.NewVerifier(ic.Issuer, verifyingKeySet{algs: algs}, &oidc.Config{
-		// Audiences are checked before the signature (several per issuer
-		// are allowed, go-oidc takes one); iss and exp are checked by both.
-		SkipClientIDCheck:    true,
-		SupportedSigningAlgs: m.Algorithms,
-		Now:                  func() time.Time { return time.Now().Add(-leeway) },
-	})
-	m.issuers[ic.Issuer] = &issuer{cfg: ic, audiences: ic.Audiences, keys: val.(*keySet), poolKey: key, verifier: verifier}
+	m.issuers[ic.Issuer] = &issuer{cfg: ic, audiences: ic.Audiences, keys: val.(*keySet), poolKey: key}
 	return nil
 }
 
@@ -115,7 +102,7 @@ func checkForwardHeader(name, claim string) error {
 			return fmt.Errorf("oidc_auth: forward_header name %q is not a valid header name", name)
 		}
 	}
-	switch normaliseHeaderName(name) {
+	switch sidecar.FoldHeaderName(name) {
 	case "authorization", "host", "connection", "content-length", "transfer-encoding", "cookie", "te", "upgrade", "proxy-authorization":
 		return fmt.Errorf("oidc_auth: forward_header %q would overwrite a protocol header; choose another name", name)
 	}

@@ -3,6 +3,7 @@ package oidcauth
 import (
 	"context"
 	"crypto"
+	"crypto/rsa"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -46,7 +47,8 @@ func (c keySetConfig) poolKey() string {
 // publicKey is one usable verification key of the issuer.
 type publicKey struct {
 	jwk        jose.JSONWebKey
-	thumbprint string // identifies the key across refreshes
+	thumbprint string       // identifies the key across refreshes
+	rsa        *rsaPKCS1Key // an RSA key's precomputed modulus, for RS*
 }
 
 // keySnapshot is an immutable view of the issuer's JWKS at one time.
@@ -308,10 +310,20 @@ func (s *keySnapshot) match(kid, alg string) []*publicKey {
 	return out
 }
 
+// newPublicKey prepares a key for verification: its thumbprint, and for an
+// RSA key its modulus in the form every verification needs (computed once
+// per fetch instead of once per token, see rsaPKCS1Key). An RSA key that
+// crypto/rsa would refuse to verify with is refused here.
 func newPublicKey(jwk jose.JSONWebKey) (*publicKey, error) {
 	tp, err := jwk.Thumbprint(crypto.SHA256)
 	if err != nil {
 		return nil, err
 	}
-	return &publicKey{jwk: jwk, thumbprint: base64.RawURLEncoding.EncodeToString(tp)}, nil
+	k := &publicKey{jwk: jwk, thumbprint: base64.RawURLEncoding.EncodeToString(tp)}
+	if pub, ok := jwk.Key.(*rsa.PublicKey); ok {
+		if k.rsa, err = newRSAPKCS1Key(pub); err != nil {
+			return nil, err
+		}
+	}
+	return k, nil
 }

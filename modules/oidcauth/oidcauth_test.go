@@ -226,13 +226,13 @@ func TestServeHTTPRefusals(t *testing.T) {
 	}
 }
 
-// TestServeHTTPReturnsErrorWithErrorRoutes: with handle_errors routes the
-// refusal is a caddyhttp.Error so those routes choose the page.
+// TestServeHTTPReturnsErrorWithErrorRoutes: with a handle_errors route that
+// handles it, the refusal is a caddyhttp.Error so that route chooses the page.
 func TestServeHTTPReturnsErrorWithErrorRoutes(t *testing.T) {
 	iss := startIssuer(t)
 	m := newHandler(t, iss, nil)
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	srv := &caddyhttp.Server{Errors: &caddyhttp.HTTPErrorConfig{Routes: caddyhttp.RouteList{{}}}}
+	srv := &caddyhttp.Server{Errors: &caddyhttp.HTTPErrorConfig{Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{caddyhttp.StaticResponse{}}}}}}
 	ctx := context.WithValue(r.Context(), caddyhttp.ServerCtxKey, srv)
 	ctx = context.WithValue(ctx, caddy.ReplacerCtxKey, caddy.NewReplacer())
 	w := httptest.NewRecorder()

@@ -24,17 +24,19 @@ type preToken struct {
 	kid string
 	typ string
 
-	unsigned bool   // empty signature segment
-	payload  []byte // decoded payload segment
-	claims   map[string]any
-	iss      string
-	aud      []string
-	exp      time.Time
-	hasExp   bool
-	nbf      time.Time
-	hasNbf   bool
-	iat      time.Time
-	hasIat   bool
+	unsigned     bool   // empty signature segment
+	signingInput string // the header and payload segments as received, which the signature covers
+	signature    []byte // decoded signature segment
+	payload      []byte // decoded payload segment
+	claims       map[string]any
+	iss          string
+	aud          []string
+	exp          time.Time
+	hasExp       bool
+	nbf          time.Time
+	hasNbf       bool
+	iat          time.Time
+	hasIat       bool
 }
 
 // parseError is a pre-check failure with its reason code. The message is for
@@ -84,14 +86,15 @@ func parseToken(raw string) (*preToken, error) {
 	if err != nil {
 		return nil, malformed("header is not base64url")
 	}
-	if _, err := base64.RawURLEncoding.Strict().DecodeString(sSeg); err != nil {
+	sig, err := base64.RawURLEncoding.Strict().DecodeString(sSeg)
+	if err != nil {
 		return nil, malformed("signature is not base64url")
 	}
 	payload, err := base64.RawURLEncoding.Strict().DecodeString(pSeg)
 	if err != nil {
 		return nil, malformed("payload is not base64url")
 	}
-	t := &preToken{payload: payload, unsigned: sSeg == ""}
+	t := &preToken{payload: payload, signingInput: raw[:second], signature: sig, unsigned: sSeg == ""}
 	if err := t.decodeHeader(hdr); err != nil {
 		return nil, err
 	}

@@ -33,7 +33,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_body  <size>
 //		max_depth <n>
 //		hash_key  <secret>
+//		request_headers [<name>...]
 //	}
+//
+// request_headers turns on the request header allowlist for every endpoint:
+// only the names listed (none is allowed: the default set alone) and the
+// default set reach the upstream.
 //
 // The policies path is given in the block only: an inline argument starting
 // with "/" would be read by the Caddyfile as a path matcher. Placeholders (such as {env.SCOPE_TRIM_HASH_KEY}) are kept as written and
@@ -50,6 +55,10 @@ func (m *ScopeTrim) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("subdirective '%s' given twice", name)
 		}
 		seen[name] = true
+		if name == "request_headers" {
+			m.RequestHeaders = append([]string{}, d.RemainingArgs()...) // non-nil: on, even empty
+			continue
+		}
 		var arg string
 		if !d.Args(&arg) || d.NextArg() {
 			return d.ArgErr()

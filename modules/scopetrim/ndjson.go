@@ -35,6 +35,8 @@ type ndjsonStream struct {
 	failed               bool
 	failReason, failText string
 
+	audit streamAudit
+
 	pipe    *io.PipeWriter // nil for an identity stream
 	done    chan struct{}  // closed when the decoder goroutine ends
 	settled bool
@@ -178,6 +180,9 @@ func (s *ndjsonStream) record(line []byte) error {
 	}
 	if !s.tw.sent {
 		s.tw.sendHeaders(-1)
+		if !s.audit.start(s.tw) {
+			return s.fail(sidecar.ReasonAuditUnavailable, "the audit record of the stream's start could not be written")
+		}
 		s.tw.ResponseWriter.WriteHeader(s.tw.status)
 	}
 	if s.tw.r.Method == http.MethodHead {
@@ -185,8 +190,10 @@ func (s *ndjsonStream) record(line []byte) error {
 	}
 	s.t.out = append(s.t.out, '\n')
 	if _, err := s.tw.ResponseWriter.Write(s.t.out); err != nil {
+		s.audit.clientGone = true
 		return err
 	}
+	s.audit.sent()
 	return nil
 }
 
@@ -217,6 +224,7 @@ func (s *ndjsonStream) settle() {
 // finish trims a last record without a newline and ends the stream.
 func (s *ndjsonStream) finish(err error, aborted bool) error {
 	s.settle()
+	defer s.audit.end(s)
 	defer s.tw.m.release(s.t)
 	// The withheld patterns of every record sent, sorted and recorded once
 	// per stream rather than once per record; a stream refused before its
@@ -240,6 +248,9 @@ func (s *ndjsonStream) finish(err error, aborted bool) error {
 		_ = s.fail(sidecar.ReasonUpstreamError, "the upstream stream ended before it was complete")
 	}
 	if s.failed {
+		if !s.tw.sent && s.failReason == sidecar.ReasonAuditUnavailable {
+			return s.tw.refuseUnaudited()
+		}
 		if !s.tw.sent {
 			return s.tw.refuse502(s.failReason, s.failText)
 		}
@@ -250,6 +261,9 @@ func (s *ndjsonStream) finish(err error, aborted bool) error {
 	}
 	if !s.tw.sent {
 		s.tw.sendHeaders(-1)
+		if !s.audit.start(s.tw) { // an empty stream
+			return s.tw.refuseUnaudited()
+		}
 		s.tw.ResponseWriter.WriteHeader(s.tw.status)
 	}
 	return nil

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // policyFile is the on-disk format of one connector's policy; see
@@ -22,6 +24,12 @@ type policyFile struct {
 	Version   string              `json:"version"`
 	Roles     map[string][]string `json:"roles,omitempty"`
 	Endpoints []endpointFile      `json:"endpoints"`
+	// ResponseHeaders and RequestHeaders apply to every endpoint of the
+	// file, in addition to the endpoint's own (headers_policy.go).
+	ResponseHeaders []string `json:"response_headers,omitempty"`
+	RequestHeaders  []string `json:"request_headers,omitzero"`
+	// Scopes describes scopes for records of processing; see catalog.go.
+	Scopes map[string]ScopeInfo `json:"scopes,omitempty"`
 }
 
 type endpointFile struct {
@@ -34,6 +42,10 @@ type endpointFile struct {
 	// Records and RequestFields: see records.go and writes.go.
 	Records       *recordsFile           `json:"records,omitempty"`
 	RequestFields map[string][]fieldFile `json:"request_fields,omitempty"`
+	// ResponseHeaders, RequestHeaders and Redirects: see headers_policy.go.
+	ResponseHeaders []string       `json:"response_headers,omitempty"`
+	RequestHeaders  []string       `json:"request_headers,omitzero"`
+	Redirects       *redirectsFile `json:"redirects,omitempty"`
 }
 
 // fieldFile is a path, written either as a string or as
@@ -65,6 +77,11 @@ type policy struct {
 	version   string
 	roles     map[string][]string
 	label     string // connector@version, built once: every request records it
+	// responseHeaders and requestHeaders are the file's lists; a nil
+	// requestHeaders means no request allowlist at the policy level.
+	responseHeaders, requestHeaders []string
+	// headersRemoved counts what the response header allowlist dropped.
+	headersRemoved prometheus.Counter
 }
 
 // name is how the decision record names the policy.
@@ -91,6 +108,8 @@ type endpoint struct {
 	// writeRoot is the allowlist of request body fields (request_fields),
 	// nil when the endpoint admits none.
 	writeRoot *node
+	// headers holds the endpoint's header allowlists and redirect rule.
+	headers endpointHeaders
 }
 
 // matches reports whether the request method and path select the endpoint.
@@ -270,7 +289,10 @@ func compilePolicy(file string, data []byte, maxDepth int) ([]*endpoint, error) 
 	if len(pf.Endpoints) == 0 {
 		return nil, fail("\"endpoints\" is empty; a policy with no endpoint allows nothing")
 	}
-	pol := &policy{file: file, connector: pf.Connector, version: pf.Version, roles: pf.Roles, label: pf.Connector + "@" + pf.Version}
+	label := pf.Connector + "@" + pf.Version
+	pol := &policy{file: file, connector: pf.Connector, version: pf.Version, roles: pf.Roles, label: label,
+		responseHeaders: pf.ResponseHeaders, requestHeaders: pf.RequestHeaders,
+		headersRemoved: headersRemovedTotal.WithLabelValues(label)}
 	known := map[string]bool{}
 	var eps []*endpoint
 	for i, ef := range pf.Endpoints {
@@ -288,6 +310,9 @@ func compilePolicy(file string, data []byte, maxDepth int) ([]*endpoint, error) 
 			known[s] = true
 		}
 		eps = append(eps, e)
+	}
+	if err := checkScopeInfo(pf.Scopes, known); err != nil {
+		return nil, fail("%v", err)
 	}
 	roles := make([]string, 0, len(pf.Roles))
 	for r := range pf.Roles {
@@ -393,6 +418,9 @@ func compileEndpoint(pol *policy, ef endpointFile) (*endpoint, error) {
 	}
 	e.hashScopes, e.errHashScopes = e.root.hashScopes(), e.errRoot.hashScopes()
 	e.usesHash = e.hashScopes|e.errHashScopes != 0
+	if err := e.headers.compile(pol, ef); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 

@@ -366,6 +366,7 @@ func (tw *trimWriter) hidesMissingRecord() bool {
 // record the rules withheld and one the connector did not find. No header
 // or byte of the upstream's answer is sent.
 func (tw *trimWriter) recordNotVisible() error {
+	tw.judgeHeaders(nil) // record what the upstream sent that no policy allowed
 	return sidecar.Refuse(tw.ResponseWriter, tw.r, http.StatusNotFound, sidecar.ReasonRecordNotVisible,
 		"no record the caller may see is at this path")
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -51,6 +50,9 @@ func (tw *trimWriter) finish(err error, aborted bool) error {
 	switch tw.mode {
 	case modeNoBody:
 		tw.sendHeaders(-1)
+		if tw.unaudited(0) {
+			return tw.refuseUnaudited()
+		}
 		tw.ResponseWriter.WriteHeader(tw.status)
 		return nil
 	case modeDiscard:
@@ -100,6 +102,9 @@ func (tw *trimWriter) finish(err error, aborted bool) error {
 	}
 	tw.recordWithheld(t)
 	tw.sendHeaders(len(out))
+	if tw.unaudited(len(out)) {
+		return tw.refuseUnaudited()
+	}
 	tw.ResponseWriter.WriteHeader(tw.status)
 	if tw.r.Method != http.MethodHead {
 		if _, werr := tw.ResponseWriter.Write(out); werr != nil {
@@ -145,6 +150,7 @@ func (tw *trimWriter) recordWithheld(t *trimmer) {
 // refuse502 refuses the answer the upstream gave. No upstream header or
 // byte of its body reaches the client.
 func (tw *trimWriter) refuse502(reason, detail string) error {
+	tw.judgeHeaders(nil) // record what the upstream sent that no policy allowed
 	if c := tw.m.logger.Check(zap.WarnLevel, "upstream response refused"); c != nil {
 		c.Write(zap.String("reason", reason), zap.String("endpoint", tw.ep.path), zap.String("detail", detail))
 	}
@@ -165,6 +171,9 @@ func (tw *trimWriter) genericError() error {
 		Reason: sidecar.ReasonUpstreamError,
 		Detail: fmt.Sprintf("the upstream answered %d; its body is not forwarded", tw.status),
 	}
+	if tw.unauditedProblem(p) {
+		return tw.refuseUnaudited()
+	}
 	if tw.r.Method == http.MethodHead {
 		tw.ResponseWriter.WriteHeader(tw.status)
 		return nil
@@ -175,31 +184,19 @@ func (tw *trimWriter) genericError() error {
 
 // dropHeaders are upstream headers that describe the untrimmed body, or that
 // must not reach the client from a trimmed route, in canonical form
-// (TestDropHeadersAreCanonical).
+// (TestDropHeadersAreCanonical). No policy can allow them.
 var dropHeaders = []string{
 	"Content-Length", "Content-Encoding", "Content-Range", "Accept-Ranges",
 	"Etag", "Digest", "Content-Md5", "Content-Digest", "Repr-Digest", "Want-Digest",
 	"Trailer", "Transfer-Encoding",
 }
 
-// sendHeaders replaces the client's headers with the upstream's, minus the
-// ones that describe the untrimmed body, and with caching forbidden. length
-// is the trimmed body's length, or -1 for none.
+// sendHeaders writes the answer's headers: what the response header
+// allowlist passes (response_headers.go), with caching forbidden. length is
+// the trimmed body's length, or -1 for none.
 func (tw *trimWriter) sendHeaders(length int) {
-	src := tw.snapshot
-	if src == nil {
-		src = tw.header
-	}
 	dst := tw.ResponseWriter.Header()
-	clear(dst)
-	for k, v := range src {
-		if !strings.HasPrefix(k, http.TrailerPrefix) {
-			dst[k] = v // the snapshot is ours alone: its slices can be shared
-		}
-	}
-	for _, k := range dropHeaders { // canonical names: see dropHeaders
-		delete(dst, k)
-	}
+	tw.judgeHeaders(dst)
 	dst["Cache-Control"] = []string{"private, no-store"}
 	dst["X-Content-Type-Options"] = []string{"nosniff"}
 	if length >= 0 {

@@ -79,6 +79,16 @@ type ScopeTrim struct {
 	// {env.SCOPE_TRIM_HASH_KEY} rather than writing the key in the config.
 	HashKey string `json:"hash_key,omitempty"`
 
+	// RequestHeaders, when set (even empty), is an allowlist of request
+	// headers for every endpoint, in addition to the policies' own: only
+	// the listed names, the verified identity and tenant headers, Accept,
+	// Accept-Encoding, Content-Type, Content-Length, traceparent and
+	// tracestate reach the upstream. Exact names, compared
+	// case-insensitively. Without it (and without request_headers in the
+	// policy), every request header reaches the upstream except the method
+	// and URL override headers, which never do.
+	RequestHeaders []string `json:"request_headers,omitzero"`
+
 	endpoints []*endpoint
 	published map[*endpoint]caddy.ReplacerFunc // each endpoint's placeholders
 	hashKey   []byte
@@ -111,9 +121,19 @@ func (m *ScopeTrim) Provision(ctx caddy.Context) error {
 	if strings.TrimSpace(path) == "" {
 		return fmt.Errorf("scope_trim: policies is required: name a policy file or a directory of policy files")
 	}
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("scope_trim: registering metrics: %w", err)
+	}
 	eps, files, err := loadPolicies(path, m.MaxDepth)
 	if err != nil {
 		return fmt.Errorf("scope_trim: %w", err)
+	}
+	if m.RequestHeaders != nil {
+		for _, e := range eps {
+			if err := e.headers.allowRequest(m.RequestHeaders); err != nil {
+				return fmt.Errorf("scope_trim: %w", err)
+			}
+		}
 	}
 	m.endpoints = eps
 	m.published = make(map[*endpoint]caddy.ReplacerFunc, len(eps))
@@ -152,6 +172,8 @@ func (m *ScopeTrim) Validate() error {
 // ServeHTTP selects the endpoint, refuses what the caller may not see, and
 // trims what the upstream answers.
 func (m *ScopeTrim) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	r, d := sidecar.WithDecision(r) // when scope_trim is the first sidecar handler
+	scrubOverrides(r)
 	if r.Method == http.MethodConnect || r.Header.Get("Upgrade") != "" ||
 		httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") {
 		return sidecar.Refuse(w, r, http.StatusBadRequest, sidecar.ReasonUpgradeRefused,
@@ -163,14 +185,11 @@ func (m *ScopeTrim) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 			"no verified identity: oidc_auth must run before scope_trim")
 	}
 	ep := m.selectEndpoint(r)
-	d := sidecar.DecisionFrom(r)
 	if ep == nil {
 		return sidecar.Refuse(w, r, http.StatusForbidden, sidecar.ReasonNoPolicy,
 			"no policy endpoint matches "+r.Method+" on this path")
 	}
-	if d != nil {
-		d.Policy, d.Endpoint = ep.policy.name(), ep.path
-	}
+	d.Policy, d.Endpoint = ep.policy.name(), ep.path
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Map(m.published[ep])
 	}
@@ -179,7 +198,7 @@ func (m *ScopeTrim) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		return sidecar.Refuse(w, r, http.StatusForbidden, sidecar.ReasonInsufficientScope,
 			"the token's scopes and roles allow no field of this endpoint")
 	}
-	up := prepareUpstreamRequest(r)
+	up := prepareUpstreamRequest(r, ep)
 	if done, err := m.judgeRequest(w, r, up, ep, mask); done {
 		return err
 	}
@@ -226,26 +245,6 @@ func hasDotSegment(p string) bool {
 		}
 	}
 	return strings.Contains(p, "//") || strings.Contains(p, "\\")
-}
-
-// prepareUpstreamRequest returns the request to proxy: HEAD becomes GET (the
-// trimmed length is only known from the body), the upstream is asked for an
-// identity encoding, and ranges are removed (a part of a document cannot be
-// trimmed). The Connection header is removed so that a client cannot name
-// Accept-Encoding in it and have the proxy strip ours.
-func prepareUpstreamRequest(r *http.Request) *http.Request {
-	r2 := r.WithContext(r.Context())
-	r2.Header = r.Header.Clone()
-	if r2.Method == http.MethodHead {
-		r2.Method = http.MethodGet
-	}
-	// the names are canonical already: direct map writes spare the
-	// canonicalisation that Set and Del do on every call
-	r2.Header["Accept-Encoding"] = []string{"identity"}
-	delete(r2.Header, "Range")
-	delete(r2.Header, "If-Range")
-	delete(r2.Header, "Connection")
-	return r2
 }
 
 // callNext runs the rest of the chain. reverse_proxy reports an error while

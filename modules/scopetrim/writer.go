@@ -53,6 +53,7 @@ type trimWriter struct {
 	refused  *refusal
 	stream   *ndjsonStream
 	sent     bool // headers went to the client
+	judged   bool // the response header allowlist ran (response_headers.go)
 	removed  int  // values withheld so far (all records of a stream)
 }
 
@@ -86,6 +87,12 @@ func (tw *trimWriter) WriteHeader(status int) {
 	media, _, _ := mime.ParseMediaType(ct)
 	tw.encoding = strings.ToLower(strings.TrimSpace(strings.Join(h.Values("Content-Encoding"), ",")))
 	switch {
+	case isRedirect(status) && !tw.redirectAllowed(h):
+		// no Location, another host, or a path or query the endpoint's
+		// redirects rule does not name; the Location itself is not echoed
+		tw.refuse(sidecar.ReasonUpstreamRedirectRefused, "the upstream redirected to a location that is not a path this endpoint's redirects allow")
+	case isRedirect(status):
+		tw.mode = modeNoBody // the Location is the answer; a redirect's body is not forwarded
 	case len(h.Values("Content-Type")) > 1:
 		// a client may read another of the types than the one judged here
 		tw.refuse(sidecar.ReasonUpstreamNotJSON, "the upstream sent more than one content type")

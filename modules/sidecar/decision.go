@@ -5,9 +5,12 @@ import (
 	"net/http"
 )
 
-// Decision is what the sidecar decided about one request and why. audit_log
-// creates it when the request arrives and writes it when the response has
-// been sent; the other modules fill it in on the way. Handlers of one request
+// Decision is what the sidecar decided about one request and why. The first
+// sidecar handler on the route creates it (WithDecision); the others fill it
+// in on the way, and audit_log, when present, writes it once the response has
+// been sent. Modules that need what an earlier one decided (scope_trim keys
+// the hash transform by the tenant tenant_guard verified) read it from here
+// whether or not audit_log runs. Handlers of one request
 // run on one goroutine, so it needs no lock.
 //
 // It never holds a token, a header value or a response value: only names,
@@ -32,8 +35,11 @@ type Decision struct {
 	// Withheld lists the withheld paths as patterns ("data.#.email"), never values.
 	Withheld []string
 	// SpoofedHeaders lists identity header names a client sent and the sidecar
-	// removed; a non-empty list is a security event.
+	// removed; a non-empty list is a security event. At most
+	// MaxRecordedNames are listed.
 	SpoofedHeaders []string
+	// SpoofedHeadersOmitted counts the removals beyond the listed names.
+	SpoofedHeadersOmitted int
 	// RecordsReleased and RecordsWithheld count the records that record
 	// rules released and withheld (scope_trim records).
 	RecordsReleased, RecordsWithheld int
@@ -45,6 +51,17 @@ type Decision struct {
 	// RecordIDsOmitted counts released records whose id is not in
 	// RecordIDs (past MaxRecordIDs, or without an id).
 	RecordIDsOmitted int
+	// HeadersRemoved lists the upstream response headers that scope_trim's
+	// allowlist kept from the client (names only, at most MaxRecordedNames).
+	HeadersRemoved []string
+	// HeadersRemovedOmitted counts the removed headers beyond the listed names.
+	HeadersRemovedOmitted int
+	// VerifiedHeaders names the request headers whose values a sidecar
+	// module set from verified data (oidc_auth's forward_header, the tenant
+	// header): scope_trim's request_headers allowlist always forwards them.
+	// Not audited: the record has the identity and the tenant themselves.
+	VerifiedHeaders []string
+
 	// InterruptedBy says what cut a request already in flight (an answer
 	// already under way ends early): one of the InterruptedBy* values.
 	InterruptedBy string
@@ -52,11 +69,60 @@ type Decision struct {
 	// when its reason alone would not (connector_auth: a request on a
 	// connection its tenant disconnected).
 	SecurityEvent string
+
+	// Stream is set by scope_trim on an NDJSON answer: StreamStart when its
+	// first record is about to be released, then how it ended. audit_log
+	// writes a record at the start (Commit) and another at the end.
+	Stream string
+	// StreamRecords counts the NDJSON records sent to the client.
+	StreamRecords int
+
+	// commit writes the request's audit record ahead of a release; see Commit.
+	commit func(status int, bytesOut int64) error
+}
+
+// Values of Decision.Stream.
+const (
+	StreamStart = "start"
+	// StreamComplete: the upstream's stream ended and every record was sent.
+	StreamComplete = "complete"
+	// StreamCut: the sidecar ended the stream (a refused record, an upstream
+	// failure); the decision's reason says why.
+	StreamCut = "cut"
+	// StreamClientGone: the client stopped reading.
+	StreamClientGone = "client_gone"
+)
+
+// SetCommit is for audit_log: f writes the request's record now, as an answer
+// with the given status and body length (-1: a stream) is about to be
+// released, and returns an error when it could not.
+func (d *Decision) SetCommit(f func(status int, bytesOut int64) error) {
+	if d != nil {
+		d.commit = f
+	}
+}
+
+// Commit writes the request's audit record before an answer that carries
+// upstream data is released: call it after the last decision about the
+// answer and before its first byte goes to the client. On an error the
+// record could not be written and the answer must not be released: refuse
+// with 503 ReasonAuditUnavailable instead. Without audit_log it does nothing.
+func (d *Decision) Commit(status int, bytesOut int64) error {
+	if d == nil || d.commit == nil {
+		return nil
+	}
+	return d.commit(status, bytesOut)
 }
 
 // MaxRecordIDs bounds the record ids one decision (and so one audit record)
 // lists; the rest are counted in RecordIDsOmitted.
 const MaxRecordIDs = 64
+
+// MaxRecordedNames bounds each list of header names in a decision record:
+// a request can carry tens of thousands of names (max_header_size raised
+// for large tokens), and one audit record must stay small. Names beyond it
+// are counted, not listed.
+const MaxRecordedNames = 16
 
 // Deny records a refusal. The first refusal wins: later handlers cannot
 // rewrite why a request was refused.
@@ -98,17 +164,103 @@ func (d *Decision) AddWithheld(pattern string, count int) {
 	d.Withheld = append(d.Withheld, pattern)
 }
 
-// AddSpoofedHeader records a removed client-sent identity header name.
+// AddSpoofedHeader records a removed client-sent identity header name. A
+// name already listed is not listed again; beyond MaxRecordedNames names,
+// removals are only counted. The cost is bounded per call.
 func (d *Decision) AddSpoofedHeader(name string) {
 	if d == nil {
 		return
 	}
-	for _, n := range d.SpoofedHeaders {
+	d.SpoofedHeaders, d.SpoofedHeadersOmitted = addName(d.SpoofedHeaders, d.SpoofedHeadersOmitted, name)
+}
+
+// AddHeaderRemoved records an upstream response header name that the
+// response header allowlist dropped, as AddSpoofedHeader does.
+func (d *Decision) AddHeaderRemoved(name string) {
+	if d == nil {
+		return
+	}
+	d.HeadersRemoved, d.HeadersRemovedOmitted = addName(d.HeadersRemoved, d.HeadersRemovedOmitted, name)
+}
+
+// AddHeadersRemoved records the names as AddHeaderRemoved does, listing the
+// alphabetically first ones (so that a record does not depend on map order)
+// at a cost linear in len(names).
+func (d *Decision) AddHeadersRemoved(names []string) {
+	if d == nil || len(names) == 0 {
+		return
+	}
+	var s nameSample
+	for _, n := range names {
+		s.add(n)
+	}
+	for _, n := range s.names {
+		d.AddHeaderRemoved(n)
+	}
+	d.HeadersRemovedOmitted += s.more
+}
+
+// AddVerifiedHeader notes a request header the sidecar set from verified
+// data.
+func (d *Decision) AddVerifiedHeader(name string) {
+	if d == nil {
+		return
+	}
+	for _, n := range d.VerifiedHeaders {
 		if n == name {
 			return
 		}
 	}
-	d.SpoofedHeaders = append(d.SpoofedHeaders, name)
+	d.VerifiedHeaders = append(d.VerifiedHeaders, name)
+}
+
+func addName(list []string, omitted int, name string) ([]string, int) {
+	for _, n := range list {
+		if n == name {
+			return list, omitted
+		}
+	}
+	if len(list) >= MaxRecordedNames {
+		return list, omitted + 1
+	}
+	return append(list, name), omitted
+}
+
+// addSpoofedSample records the sample's names (prefixed) and its count of
+// names left out.
+func (d *Decision) addSpoofedSample(s *nameSample, prefix string) {
+	if d == nil || len(s.names) == 0 {
+		return
+	}
+	for _, n := range s.names {
+		d.AddSpoofedHeader(prefix + n)
+	}
+	d.SpoofedHeadersOmitted += s.more
+}
+
+// nameSample keeps the alphabetically first MaxRecordedNames names it is
+// given and counts the others, so that what a record lists does not depend
+// on map order, at a cost linear in the number of names.
+type nameSample struct {
+	names []string
+	more  int
+}
+
+func (s *nameSample) add(name string) {
+	if len(s.names) == MaxRecordedNames {
+		s.more++
+		if name >= s.names[len(s.names)-1] {
+			return
+		}
+		s.names = s.names[:len(s.names)-1]
+	}
+	i := len(s.names)
+	for i > 0 && s.names[i-1] > name {
+		i--
+	}
+	s.names = append(s.names, "")
+	copy(s.names[i+1:], s.names[i:])
+	s.names[i] = name
 }
 
 type decisionKey struct{}

@@ -28,11 +28,14 @@ const ContentTypeProblem = "application/problem+json"
 // Refuse records the refusal in the decision record, publishes the reason as
 // the {sidecar.reason} placeholder and ends the request.
 //
-// When the server has handle_errors routes, Refuse returns the refusal as a
-// caddyhttp.Error so those routes choose the response ({http.error.status_code}
-// and {sidecar.reason} are set). Otherwise it writes a small problem+json body
-// itself, because Caddy's default error response is an empty body that tells
-// a client nothing. detail must never contain a token or a personal value.
+// When one of the server's handle_errors routes would handle the refusal,
+// Refuse returns it as a caddyhttp.Error so that route chooses the response
+// ({http.error.status_code} and {sidecar.reason} are set). Otherwise it writes
+// a small problem+json body itself: a server whose only errors route is
+// `handle_errors 404` would else answer a 401 with Caddy's empty error
+// response, which tells a client nothing. Headers the module set before
+// (WWW-Authenticate, Retry-After) go out either way. detail must never
+// contain a token or a personal value.
 func Refuse(w http.ResponseWriter, r *http.Request, status int, reason, detail string) error {
 	DecisionFrom(r).Deny(status, reason)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
@@ -45,8 +48,9 @@ func Refuse(w http.ResponseWriter, r *http.Request, status int, reason, detail s
 		Reason: reason,
 		Detail: detail,
 	}
-	if hasErrorRoutes(r) {
-		return caddyhttp.Error(status, p)
+	err := caddyhttp.Error(status, p)
+	if errorRoutesHandle(r, err) {
+		return err
 	}
 	WriteProblem(w, p)
 	return nil
@@ -65,9 +69,4 @@ func WriteProblem(w http.ResponseWriter, p *Problem) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(p.Status)
 	_, _ = w.Write(body)
-}
-
-func hasErrorRoutes(r *http.Request) bool {
-	srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
-	return ok && srv != nil && srv.Errors != nil && len(srv.Errors.Routes) > 0
 }

@@ -55,6 +55,9 @@ const (
 	ReasonRequestTooLarge      = "request_too_large"
 	ReasonRequestMalformed     = "request_malformed"
 	ReasonWriteFieldNotAllowed = "write_field_not_allowed"
+	// ReasonUpstreamRedirectRefused: a 3xx whose Location is not a path on
+	// the same route that the endpoint's redirects allow.
+	ReasonUpstreamRedirectRefused = "upstream_redirect_refused"
 
 	// audit_log
 	ReasonAuditUnavailable = "audit_unavailable"

@@ -91,7 +91,7 @@ func TestRefuseWritesProblemWithoutErrorRoutes(t *testing.T) {
 }
 
 func TestRefuseReturnsHandlerErrorWithErrorRoutes(t *testing.T) {
-	srv := &caddyhttp.Server{Errors: &caddyhttp.HTTPErrorConfig{Routes: caddyhttp.RouteList{{}}}}
+	srv := &caddyhttp.Server{Errors: &caddyhttp.HTTPErrorConfig{Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{caddyhttp.StaticResponse{}}}}}}
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r = r.WithContext(caddyContext(r, caddy.NewReplacer(), srv))
 	w := httptest.NewRecorder()
@@ -117,5 +117,67 @@ func TestIsSecurityEvent(t *testing.T) {
 		if IsSecurityEvent(reason) != want {
 			t.Errorf("IsSecurityEvent(%q) = %v", reason, !want)
 		}
+	}
+}
+
+// statusMatcher matches an error route on {http.error.status_code}, as the
+// expression `handle_errors 404` compiles to does.
+type statusMatcher int
+
+func (m statusMatcher) MatchWithError(r *http.Request) (bool, error) {
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	v, _ := repl.Get("http.error.status_code")
+	return v == int(m), nil
+}
+
+// TestRefuseUnderUnrelatedErrorRoutes: error routes that do not match the
+// refusal (only 404, at the top or inside a subroute as handle_errors
+// compiles it) leave the problem body and the challenge to Refuse; a
+// matching one gets the error.
+func TestRefuseUnderUnrelatedErrorRoutes(t *testing.T) {
+	respond := []caddyhttp.MiddlewareHandler{caddyhttp.StaticResponse{}}
+	only404 := caddyhttp.RouteList{{MatcherSets: caddyhttp.MatcherSets{{statusMatcher(404)}}, Handlers: respond}}
+	nested := caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: only404}}}}
+	for name, tc := range map[string]struct {
+		routes caddyhttp.RouteList
+		status int
+		toErr  bool
+	}{
+		"404 route, 401 refusal":            {only404, 401, false},
+		"nested 404 route, 401 refusal":     {nested, 401, false},
+		"404 route, 404 refusal":            {only404, 404, true},
+		"nested 404 route, 404 refusal":     {nested, 404, true},
+		"route without handlers":            {caddyhttp.RouteList{{}}, 401, false},
+		"terminal route stops the matching": {append(caddyhttp.RouteList{{Terminal: true}}, only404...), 404, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := &caddyhttp.Server{Errors: &caddyhttp.HTTPErrorConfig{Routes: tc.routes}}
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			repl := caddy.NewReplacer()
+			r = r.WithContext(caddyContext(r, repl, srv))
+			w := httptest.NewRecorder()
+			w.Header().Set("WWW-Authenticate", `Bearer realm="x"`)
+			err := Refuse(w, r, tc.status, ReasonTokenMissing, "send a token")
+			if tc.toErr {
+				var he caddyhttp.HandlerError
+				if !errors.As(err, &he) || he.StatusCode != tc.status || w.Body.Len() != 0 {
+					t.Fatalf("got %v and body %q; want the error for the matching route", err, w.Body)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Refuse returned %v; no errors route matches, so it must write the problem", err)
+			}
+			var p Problem
+			if w.Code != tc.status || json.Unmarshal(w.Body.Bytes(), &p) != nil || p.Reason != ReasonTokenMissing {
+				t.Fatalf("status %d body %q", w.Code, w.Body)
+			}
+			if w.Header().Get("WWW-Authenticate") == "" || w.Header().Get("Content-Type") != ContentTypeProblem {
+				t.Fatalf("headers %v", w.Header())
+			}
+			if _, ok := repl.Get("http.error.status_code"); ok {
+				t.Fatal("the error placeholders stayed set for a refusal that is not an error")
+			}
+		})
 	}
 }

@@ -67,7 +67,7 @@ type TenantGuard struct {
 
 	// Header is the request header that states the tenant. The request must
 	// carry it exactly once, equal to the token's tenant; every disguised
-	// copy (other case or '_'/'-' spelling) is removed before the upstream.
+	// copy (other case, or '_' or '.' for '-') is removed before the upstream.
 	// Default: X-Tenant-ID.
 	Header string `json:"header,omitempty"`
 
@@ -99,8 +99,8 @@ type TenantGuard struct {
 	// present is still checked.
 	Inject bool `json:"inject,omitempty"`
 
-	headerKey        string                 // canonical form of Header
-	isTenantHeader   func(name string) bool // made once: a per-request closure would allocate
+	headerKey        string               // canonical form of Header
+	tenantHeader     *sidecar.HeaderNames // Header under the folding rule
 	connectorDynamic bool
 	registry         *Registry
 	logger           *zap.Logger
@@ -124,7 +124,7 @@ func (m *TenantGuard) Provision(ctx caddy.Context) error {
 		m.Header = DefaultHeader
 	}
 	m.headerKey = http.CanonicalHeaderKey(m.Header)
-	m.isTenantHeader = func(name string) bool { return sameHeaderName(name, m.headerKey) }
+	m.tenantHeader = sidecar.NewHeaderNames(m.headerKey)
 	m.connectorDynamic = strings.Contains(m.Connector, placeholderOpen)
 	if m.Tenants != "" {
 		path := caddy.NewReplacer().ReplaceKnown(m.Tenants, "")
@@ -154,22 +154,20 @@ func (m *TenantGuard) Validate() error {
 
 // ServeHTTP lets the request through only when its tenant is the token's.
 func (m *TenantGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	decision := sidecar.DecisionFrom(r)
+	r, decision := sidecar.WithDecision(r) // when tenant_guard is the first sidecar handler
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 
 	connector := m.Connector
 	if m.connectorDynamic {
 		connector = expand(repl, connector)
 	}
-	if decision != nil {
-		decision.Connector = connector
-	}
+	decision.Connector = connector
 
 	// Disguised copies go first, so that they never reach the upstream and
 	// are recorded even when the request is refused for another reason.
-	scrubDisguised(r.Header, m.headerKey, decision)
-	neutraliseConnection(r.Header, m.headerKey, decision)
-	sidecar.ScrubTrailers(r, m.isTenantHeader)
+	scrubDisguised(r.Header, m.headerKey, m.tenantHeader, decision)
+	m.tenantHeader.CleanConnection(r.Header, decision)
+	m.tenantHeader.ScrubTrailers(r)
 
 	id := sidecar.IdentityFrom(r)
 	if id == nil {
@@ -179,9 +177,7 @@ func (m *TenantGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	if !ok {
 		return m.refuse(w, r, http.StatusForbidden, sidecar.ReasonTenantClaimMissing, tenantClaimMissingDetail)
 	}
-	if decision != nil {
-		decision.Tenant = tenant
-	}
+	decision.Tenant = tenant
 
 	switch checkTenantHeader(r.Header[m.headerKey], tenant) {
 	case headerMissing:
@@ -194,6 +190,8 @@ func (m *TenantGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	case headerMismatch:
 		return m.refuse(w, r, http.StatusForbidden, sidecar.ReasonTenantMismatch, tenantMismatchDetail)
 	}
+
+	decision.AddVerifiedHeader(m.headerKey) // checked equal to the token's tenant, or injected
 
 	if m.RouteTenant != "" && expand(repl, m.RouteTenant) != tenant {
 		return m.refuse(w, r, http.StatusForbidden, sidecar.ReasonTenantMismatch, routeTenantMismatchDetail)

@@ -135,7 +135,7 @@ func serve(t testing.TB, m *TenantGuard, r *http.Request) (*httptest.ResponseRec
 func tenantHeaders(h http.Header, name string) map[string][]string {
 	out := map[string][]string{}
 	for k, v := range h {
-		if sameHeaderName(k, name) {
+		if sidecar.SameHeaderName(k, name) {
 			out[k] = v
 		}
 	}
@@ -316,7 +316,7 @@ func TestConnectionHeaderOnlyTenantTokenIsDropped(t *testing.T) {
 func TestHandleErrorsGetsCaddyError(t *testing.T) {
 	m := provision(t, &TenantGuard{})
 	r, d := request(t, "http://h/x", acmeIdentity(), "X-Tenant-ID: globex")
-	srv := &caddyhttp.Server{Errors: &caddyhttp.HTTPErrorConfig{Routes: caddyhttp.RouteList{{}}}}
+	srv := &caddyhttp.Server{Errors: &caddyhttp.HTTPErrorConfig{Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{caddyhttp.StaticResponse{}}}}}}
 	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.ServerCtxKey, srv))
 	err := m.ServeHTTP(httptest.NewRecorder(), r, new(recorder))
 	var he caddyhttp.HandlerError
