@@ -13,6 +13,7 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/privacy-sidecar /usr/bin/privacy-sidecar
 COPY caddyfiles/kubernetes.Caddyfile /etc/sidecar/Caddyfile
 COPY policies/ /etc/sidecar/policies/
+COPY registry/ /etc/sidecar/registry/
 ENV XDG_CONFIG_HOME=/tmp XDG_DATA_HOME=/data
 USER 65532:65532
 EXPOSE 8080 9180

@@ -75,6 +75,7 @@ func validationEnv(t *testing.T) []string {
 		"SCOPE_TRIM_HASH_KEY=validation-only-key-0123456789abcdef",
 		"HASH_KEY=validation-only-key-0123456789abcdef",
 		"POLICY_DIR=policies",
+		"REGISTRY_DIR=registry",
 		"AUDIT_DIR=" + dir,
 		"POD_NAME=validation-0",
 		"TENANTS=" + filepath.Join(dir, "tenants.json"),
@@ -93,4 +94,47 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestConfigErrorsNameTheModuleOnce: Caddy already says which module failed
+// ("provision http.handlers.scope_trim: ..."; "parsing caddyfile tokens for
+// 'scope_trim': ..."), so the modules' own messages say only what is wrong.
+func TestConfigErrorsNameTheModuleOnce(t *testing.T) {
+	dir := t.TempDir()
+	cases := map[string]struct{ config, want string }{
+		"audit_log":    {`{"handler":"audit_log","pseudonym_key":"0123456789abcdef0123"}`, "no output configured"},
+		"oidc_auth":    {`{"handler":"oidc_auth"}`, "no issuer configured"},
+		"scope_trim":   {`{"handler":"scope_trim"}`, "policies is required"},
+		"tenant_guard": {`{"handler":"tenant_guard","connector":"a/b"}`, `connector \"a/b\" may contain only`},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			cfg := `{"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[` + c.config + `]}]}}}}}`
+			file := filepath.Join(dir, name+".json")
+			if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(sidecarBin, "validate", "--config", file).CombinedOutput()
+			if err == nil {
+				t.Fatalf("validate accepted %s", cfg)
+			}
+			if !strings.Contains(string(out), c.want) {
+				t.Fatalf("the error does not say %q:\n%s", c.want, out)
+			}
+			// provision errors come as "provision http.handlers.X: ...",
+			// validation errors as "http.handlers.X: invalid configuration: ..."
+			if !strings.Contains(string(out), "http.handlers."+name+": "+c.want) &&
+				!strings.Contains(string(out), "http.handlers."+name+": invalid configuration: "+c.want) {
+				t.Errorf("the message does not follow Caddy's naming of the module directly:\n%s", out)
+			}
+		})
+	}
+	caddyfile := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(caddyfile, []byte(":0 {\n\tscope_trim {\n\t\tpolicies a\n\t\tpolicies b\n\t}\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := exec.Command(sidecarBin, "adapt", "--config", caddyfile, "--adapter", "caddyfile").CombinedOutput()
+	if !strings.Contains(string(out), "subdirective 'policies' is given twice; give it once") {
+		t.Errorf("a repeated subdirective is not refused in the shared wording:\n%s", out)
+	}
 }

@@ -98,7 +98,7 @@ func TestKubernetesManifests(t *testing.T) {
 		env[e.Name] = e.Value
 	}
 
-	cfg := adaptFile(t, caddyfile, map[string]string{"POLICY_DIR": "policies", "AUDIT_DIR": t.TempDir()})
+	cfg := adaptFile(t, caddyfile, map[string]string{"POLICY_DIR": "policies", "REGISTRY_DIR": "registry", "AUDIT_DIR": t.TempDir()})
 	listened := map[string]string{} // port -> server JSON
 	for _, srv := range cfg.Apps.HTTP.Servers {
 		raw, _ := json.Marshal(srv)
@@ -150,7 +150,7 @@ func TestKubernetesManifests(t *testing.T) {
 	if cfgPath := sc.Args[slices.Index(sc.Args, "--config")+1]; !mounts[cfgPath] {
 		t.Errorf("--config %s is not a mounted path", cfgPath)
 	}
-	for _, dir := range []string{env["POLICY_DIR"], env["AUDIT_DIR"]} {
+	for _, dir := range []string{env["POLICY_DIR"], env["REGISTRY_DIR"], env["AUDIT_DIR"]} {
 		if !mounts[dir] {
 			t.Errorf("%s is not a mounted volume", dir)
 		}

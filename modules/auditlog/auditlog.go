@@ -113,49 +113,49 @@ func (m *AuditLog) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if m.OutputRaw == nil {
-		return errors.New("audit_log: no output configured; add `output file /var/log/sidecar/audit.jsonl` (or stderr, net)")
+		return errors.New("no output configured; add `output file /var/log/sidecar/audit.jsonl` (or stderr, net)")
 	}
 	mod, err := ctx.LoadModule(m, "OutputRaw")
 	if err != nil {
-		return fmt.Errorf("audit_log: loading the output: %v", err)
+		return fmt.Errorf("loading the output: %v", err)
 	}
 	wo := mod.(caddy.WriterOpener)
 	if nw, ok := wo.(*logging.NetWriter); ok && nw.SoftStart {
-		return errors.New("audit_log: the net output's soft_start would send audit records to stderr while the sink is down; remove soft_start (requests are refused while the sink is unreachable)")
+		return errors.New("the net output's soft_start would send audit records to stderr while the sink is down; remove soft_start (requests are refused while the sink is unreachable)")
 	}
 
 	repl := caddy.NewReplacer()
 	if !m.PseudonymizeOff {
 		secret, err := repl.ReplaceOrErr(m.PseudonymKey, true, true)
 		if err != nil {
-			return fmt.Errorf("audit_log: pseudonym_key: %v (set the environment variable it names)", err)
+			return fmt.Errorf("pseudonym_key: %v (set the environment variable it names)", err)
 		}
 		if len(secret) < 16 {
-			return errors.New("audit_log: pseudonym_key is shorter than 16 bytes; use a long random secret, e.g. `openssl rand -base64 32`")
+			return errors.New("pseudonym_key is shorter than 16 bytes; use a long random secret, e.g. `openssl rand -base64 32`")
 		}
 		keyring, err := repl.ReplaceOrErr(m.Keyring, false, true)
 		if err != nil {
-			return fmt.Errorf("audit_log: keyring: %v", err)
+			return fmt.Errorf("keyring: %v", err)
 		}
 		if keyring == "" {
 			keyring = defaultKeyring(wo)
 		}
 		if m.pseudo, err = newPseudonymizer([]byte(secret), keyring); err != nil {
-			return fmt.Errorf("audit_log: %v", err)
+			return err
 		}
 	} else {
 		m.logger.Warn("audit_log writes subjects and client IDs in clear (pseudonymize off): for development only")
 	}
 
 	if m.metrics, err = newMetrics(ctx.GetMetricsRegistry(), m.MetricsTenantLabel); err != nil {
-		return fmt.Errorf("audit_log: %v", err)
+		return err
 	}
 	instance := defaultInstance(repl.ReplaceAll(m.Instance, ""))
 	if len(appendString(nil, instance)) > maxInstanceBytes {
-		return fmt.Errorf("audit_log: instance is too long (at most %d bytes, written as JSON)", maxInstanceBytes-16)
+		return fmt.Errorf("instance is too long (at most %d bytes, written as JSON)", maxInstanceBytes-16)
 	}
 	if m.sink, err = openSink(wo, instance); err != nil {
-		return fmt.Errorf("audit_log: %v", err)
+		return err
 	}
 	if m.CheckpointKey != "" {
 		if err := m.provisionCheckpoints(ctx, repl, wo); err != nil {
@@ -175,29 +175,29 @@ func (m *AuditLog) Validate() error { return m.checkSettings() }
 func (m *AuditLog) checkConfig() error {
 	switch {
 	case m.CheckpointKey != "" && m.CheckpointOutputRaw == nil:
-		return errors.New("audit_log: checkpoint_key is set but checkpoint_output is not; name where checkpoints go, e.g. `checkpoint_output file /mnt/evidence/audit-checkpoints.jsonl`")
+		return errors.New("checkpoint_key is set but checkpoint_output is not; name where checkpoints go, e.g. `checkpoint_output file /mnt/evidence/audit-checkpoints.jsonl`")
 	case m.CheckpointKey == "" && m.CheckpointOutputRaw != nil:
-		return errors.New("audit_log: checkpoint_output without checkpoint_key; set `checkpoint_key {env.AUDIT_CHECKPOINT_KEY}` (make a key with `privacy-sidecar audit keygen`)")
+		return errors.New("checkpoint_output without checkpoint_key; set `checkpoint_key {env.AUDIT_CHECKPOINT_KEY}` (make a key with `privacy-sidecar audit keygen`)")
 	}
 	return m.checkSettings()
 }
 
 func (m *AuditLog) checkSettings() error {
 	if !m.PseudonymizeOff && m.PseudonymKey == "" {
-		return errors.New("audit_log: pseudonym_key is required (e.g. `pseudonym_key {env.AUDIT_KEY}`); `pseudonymize off` is for development only")
+		return errors.New("pseudonym_key is required (e.g. `pseudonym_key {env.AUDIT_KEY}`); `pseudonymize off` is for development only")
 	}
 	switch {
 	case m.CheckpointKey == "" && (m.CheckpointEvery != 0 || m.CheckpointInterval != 0):
-		return errors.New("audit_log: checkpoint settings without checkpoint_key; set `checkpoint_key {env.AUDIT_CHECKPOINT_KEY}` (make a key with `privacy-sidecar audit keygen`)")
+		return errors.New("checkpoint settings without checkpoint_key; set `checkpoint_key {env.AUDIT_CHECKPOINT_KEY}` (make a key with `privacy-sidecar audit keygen`)")
 	case m.CheckpointEvery < 0:
-		return errors.New("audit_log: checkpoint_every must be positive")
+		return errors.New("checkpoint_every must be positive")
 	case m.CheckpointInterval < 0 || (m.CheckpointInterval > 0 && time.Duration(m.CheckpointInterval) < time.Second):
-		return errors.New("audit_log: checkpoint_interval must be at least 1s")
+		return errors.New("checkpoint_interval must be at least 1s")
 	}
 	switch m.OnWriteFailure {
 	case "", "refuse", "allow":
 	default:
-		return fmt.Errorf("audit_log: on_write_failure must be refuse or allow, not %q", m.OnWriteFailure)
+		return fmt.Errorf("on_write_failure must be refuse or allow, not %q", m.OnWriteFailure)
 	}
 	return nil
 }

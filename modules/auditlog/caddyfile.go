@@ -10,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 func init() {
@@ -57,7 +59,7 @@ func (m *AuditLog) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
 		if seen[sub] {
-			return d.Errf("audit_log: duplicate subdirective '%s'", sub)
+			return sidecar.RepeatedSubdirective(d)
 		}
 		seen[sub] = true
 		switch sub {
@@ -84,7 +86,7 @@ func (m *AuditLog) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 {
-				return d.Errf("audit_log: checkpoint_every takes a number of records (at least 1), not %q", v)
+				return d.Errf("checkpoint_every takes a number of records (at least 1), not %q", v)
 			}
 			m.CheckpointEvery = n
 		case "checkpoint_interval":
@@ -94,7 +96,7 @@ func (m *AuditLog) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			dur, err := caddy.ParseDuration(v)
 			if err != nil || dur < time.Second {
-				return d.Errf("audit_log: checkpoint_interval takes a duration of at least 1s, such as 1m, not %q", v)
+				return d.Errf("checkpoint_interval takes a duration of at least 1s, such as 1m, not %q", v)
 			}
 			m.CheckpointInterval = caddy.Duration(dur)
 		case "pseudonym_key":
@@ -111,7 +113,7 @@ func (m *AuditLog) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				m.PseudonymizeOff = true
 			case "on":
 			default:
-				return d.Errf("audit_log: pseudonymize takes on or off, not %q", v)
+				return d.Errf("pseudonymize takes on or off, not %q", v)
 			}
 		case "keyring":
 			if !d.AllArgs(&m.Keyring) {
@@ -126,7 +128,7 @@ func (m *AuditLog) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			if m.OnWriteFailure != "refuse" && m.OnWriteFailure != "allow" {
-				return d.Errf("audit_log: on_write_failure takes refuse or allow, not %q", m.OnWriteFailure)
+				return d.Errf("on_write_failure takes refuse or allow, not %q", m.OnWriteFailure)
 			}
 		case "metrics_tenant_label":
 			if d.NextArg() {
@@ -134,14 +136,14 @@ func (m *AuditLog) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			m.MetricsTenantLabel = true
 		default:
-			return d.Errf("audit_log: unrecognized subdirective '%s'", sub)
+			return d.Errf("unrecognized subdirective '%s'", sub)
 		}
 	}
 	if m.OutputRaw == nil {
-		return d.Err("audit_log: output is required, e.g. `output file /var/log/sidecar/audit.jsonl`")
+		return d.Err("output is required, e.g. `output file /var/log/sidecar/audit.jsonl`")
 	}
 	if m.PseudonymizeOff && m.PseudonymKey != "" {
-		return d.Err("audit_log: pseudonym_key and `pseudonymize off` contradict each other; remove one")
+		return d.Err("pseudonym_key and `pseudonymize off` contradict each other; remove one")
 	}
 	if err := m.checkConfig(); err != nil {
 		return d.Err(err.Error())
@@ -173,7 +175,7 @@ func unmarshalWriter(d *caddyfile.Dispenser) (json.RawMessage, error) {
 		}
 		var ok bool
 		if wo, ok = unm.(caddy.WriterOpener); !ok {
-			return nil, d.Errf("audit_log: output module %s is not a log writer", name)
+			return nil, d.Errf("output module %s is not a log writer", name)
 		}
 	}
 	var warnings []caddyconfig.Warning

@@ -79,7 +79,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 	cases := map[string]string{
 		"audit_log {\n output stderr\n}":                                                  "pseudonym_key is required",
 		"audit_log {\n pseudonym_key k\n}":                                                "output is required",
-		"audit_log {\n output stderr\n pseudonym_key k\n pseudonym_key j\n}":              "duplicate subdirective 'pseudonym_key'",
+		"audit_log {\n output stderr\n pseudonym_key k\n pseudonym_key j\n}":              "subdirective 'pseudonym_key' is given twice; give it once",
 		"audit_log {\n output stderr\n pseudonym_key k\n sampling\n}":                     "unrecognized subdirective 'sampling'",
 		"audit_log {\n output stderr\n pseudonym_key k\n on_write_failure maybe\n}":       "refuse or allow",
 		"audit_log {\n output stderr\n pseudonym_key k\n pseudonymize off\n}":             "contradict",

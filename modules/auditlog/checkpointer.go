@@ -33,23 +33,23 @@ const (
 func (m *AuditLog) provisionCheckpoints(ctx caddy.Context, repl *caddy.Replacer, records caddy.WriterOpener) error {
 	text, err := repl.ReplaceOrErr(m.CheckpointKey, true, true)
 	if err != nil {
-		return fmt.Errorf("audit_log: checkpoint_key: %v (set the environment variable it names)", err)
+		return fmt.Errorf("checkpoint_key: %v (set the environment variable it names)", err)
 	}
 	key, err := parsePrivateKey(text)
 	if err != nil {
-		return fmt.Errorf("audit_log: checkpoint_key: %v", err)
+		return fmt.Errorf("checkpoint_key: %v", err)
 	}
 	mod, err := ctx.LoadModule(m, "CheckpointOutputRaw")
 	if err != nil {
-		return fmt.Errorf("audit_log: loading the checkpoint output: %v", err)
+		return fmt.Errorf("loading the checkpoint output: %v", err)
 	}
 	wo := mod.(caddy.WriterOpener)
 	if wo.WriterKey() == records.WriterKey() {
-		return errors.New("audit_log: checkpoint_output is the records' output; checkpoints must go elsewhere (another volume, or off the host), or whoever can rewrite the records can rewrite them too")
+		return errors.New("checkpoint_output is the records' output; checkpoints must go elsewhere (another volume, or off the host), or whoever can rewrite the records can rewrite them too")
 	}
 	out, err := openCheckpointOutput(wo)
 	if err != nil {
-		return fmt.Errorf("audit_log: %v", err)
+		return err
 	}
 	m.checkpoint = &checkpointConfig{
 		key:      key,

@@ -7,6 +7,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 func init() {
@@ -62,7 +64,7 @@ func (m *OIDCAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "issuer", "require_scope", "forward_header", "reserved_header":
 		default:
 			if seen[sub] {
-				return d.Errf("subdirective '%s' given twice; give it once", sub)
+				return sidecar.RepeatedSubdirective(d)
 			}
 		}
 		seen[sub] = true
@@ -112,7 +114,7 @@ func (m *OIDCAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				m.ForwardHeaders = make(map[string]string)
 			}
 			if _, dup := m.ForwardHeaders[args[0]]; dup {
-				return d.Errf("forward_header %s given twice", args[0])
+				return d.Errf("forward_header %s is given twice; give it once", args[0])
 			}
 			m.ForwardHeaders[args[0]] = args[1]
 		case "forward_token":
@@ -183,7 +185,7 @@ func parseIssuer(d *caddyfile.Dispenser) (*Issuer, error) {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
 		if seen[sub] {
-			return nil, d.Errf("issuer subdirective '%s' given twice; give it once", sub)
+			return nil, sidecar.RepeatedSubdirective(d)
 		}
 		seen[sub] = true
 		var err error

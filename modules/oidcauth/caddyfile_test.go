@@ -54,7 +54,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		"no audience":       {"oidc_auth {\n issuer https://i {\n jwks_uri https://i/k\n }\n}", "has no audience"},
 		"bare issuer":       {"oidc_auth {\n issuer https://i\n}", "has no audience"},
 		"duplicate issuer":  {"oidc_auth {\n issuer https://i {\n audience a\n }\n issuer https://i {\n audience b\n }\n}", "configured twice"},
-		"twice leeway":      {block("leeway 1s\nleeway 2s"), "given twice"},
+		"twice leeway":      {block("leeway 1s\nleeway 2s"), "subdirective 'leeway' is given twice; give it once"},
 		"bad leeway":        {block("leeway soon"), "invalid duration"},
 		"unknown":           {block("cookie_token x"), "unrecognized subdirective 'cookie_token'"},
 		"unknown issuer":    {"oidc_auth {\n issuer https://i {\n audience a\n trust_all\n }\n}", "unrecognized issuer subdirective"},

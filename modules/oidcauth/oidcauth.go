@@ -224,7 +224,7 @@ func (m *OIDCAuth) Provision(ctx caddy.Context) error {
 	m.issuers = make(map[string]*issuer)
 	for _, ic := range m.Issuers {
 		if ic == nil {
-			return errors.New("oidc_auth: an issuer entry is empty; remove it or give it an issuer URL")
+			return errors.New("an issuer entry is empty; remove it or give it an issuer URL")
 		}
 		ic.Issuer = repl.ReplaceKnown(ic.Issuer, "")
 		ic.JWKSURI = repl.ReplaceKnown(ic.JWKSURI, "")
@@ -236,7 +236,7 @@ func (m *OIDCAuth) Provision(ctx caddy.Context) error {
 			return err
 		}
 		if _, dup := m.issuers[ic.Issuer]; dup {
-			return fmt.Errorf("oidc_auth: issuer %q is configured twice; merge its audiences into one issuer block", ic.Issuer)
+			return fmt.Errorf("issuer %q is configured twice; merge its audiences into one issuer block", ic.Issuer)
 		}
 		if err := m.provisionIssuer(ic); err != nil {
 			return err
@@ -249,7 +249,7 @@ func (m *OIDCAuth) Provision(ctx caddy.Context) error {
 // tokens.
 func (m *OIDCAuth) Validate() error {
 	if len(m.Issuers) == 0 {
-		return errors.New("oidc_auth: no issuer configured; add `issuer <url> { audience <aud> }`")
+		return errors.New("no issuer configured; add `issuer <url> { audience <aud> }`")
 	}
 	for _, a := range m.Algorithms {
 		if err := checkAlgorithm(a); err != nil {
@@ -257,7 +257,7 @@ func (m *OIDCAuth) Validate() error {
 		}
 	}
 	if m.Leeway < 0 || time.Duration(m.Leeway) > maxLeeway {
-		return fmt.Errorf("oidc_auth: leeway %s is out of range; use 0 to %s", time.Duration(m.Leeway), maxLeeway)
+		return fmt.Errorf("leeway %s is out of range; use 0 to %s", time.Duration(m.Leeway), maxLeeway)
 	}
 	for name, claim := range m.ForwardHeaders {
 		if err := checkForwardHeader(name, claim); err != nil {
@@ -265,11 +265,11 @@ func (m *OIDCAuth) Validate() error {
 		}
 	}
 	if m.MaxTokenSize < 0 {
-		return errors.New("oidc_auth: max_token_size must be positive")
+		return errors.New("max_token_size must be positive")
 	}
 	for _, s := range m.RequireScope {
 		if s == "" || strings.ContainsAny(s, " \t\"\\") {
-			return fmt.Errorf("oidc_auth: require_scope %q is not a valid scope token", s)
+			return fmt.Errorf("require_scope %q is not a valid scope token", s)
 		}
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 func init() {
@@ -52,7 +54,7 @@ func (m *ScopeTrim) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
 		if seen[name] {
-			return d.Errf("subdirective '%s' given twice", name)
+			return sidecar.RepeatedSubdirective(d)
 		}
 		seen[name] = true
 		if name == "request_headers" {

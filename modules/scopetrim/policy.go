@@ -2,8 +2,6 @@ package scopetrim
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 // policyFile is the on-disk format of one connector's policy; see
@@ -157,17 +157,17 @@ func (e *endpoint) scopeMask(scopes, roles []string) uint64 {
 	return m
 }
 
-// loadPolicies reads a policy file or every policy file of a directory (in
-// name order; *.schema.json and files that are not policies, such as a
-// tenant registry, are skipped) and compiles their endpoints in order.
+// loadPolicies reads a policy file or every *.json file of a directory but
+// *.schema.json (in name order), and compiles their endpoints in order. In a
+// policy directory every JSON file must be a policy: nothing is guessed, so
+// a stray file is refused by name (the tenant registry lives in registry/).
 func loadPolicies(path string, maxDepth int) ([]*endpoint, []string, error) {
 	info, err := os.Stat(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("policies: %w", err)
 	}
 	var files []string
-	explicit := !info.IsDir()
-	if explicit {
+	if !info.IsDir() {
 		files = []string{path}
 	} else {
 		err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
@@ -194,9 +194,6 @@ func loadPolicies(path string, maxDepth int) ([]*endpoint, []string, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("policy %s: %w", f, err)
 		}
-		if !explicit && !looksLikePolicy(data) {
-			continue
-		}
 		eps, err := compilePolicy(f, data, maxDepth)
 		if err != nil {
 			return nil, nil, err
@@ -217,36 +214,14 @@ func loadPolicies(path string, maxDepth int) ([]*endpoint, []string, error) {
 	return all, loaded, nil
 }
 
-// policiesDigest is the SHA-256 of the policy files loadPolicies would read
-// (name, length, bytes, in load order), hex-encoded.
+// policiesDigest is the digest of the policy files loadPolicies would read
+// (see sidecar.FilesDigest).
 func policiesDigest(path string) (string, error) {
 	_, files, err := loadPolicies(path, DefaultMaxDepth)
 	if err != nil {
 		return "", err
 	}
-	h := sha256.New()
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", filepath.Base(f), len(data))
-		h.Write(data)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// looksLikePolicy tells policy files in a directory from other JSON files
-// (a tenant registry): a policy names its connector or its endpoints. A
-// broken file that does is still refused by compilePolicy.
-func looksLikePolicy(data []byte) bool {
-	var top map[string]json.RawMessage
-	if json.Unmarshal(data, &top) != nil {
-		return true // let compilePolicy say what is wrong
-	}
-	_, c := top["connector"]
-	_, e := top["endpoints"]
-	return c || e
+	return sidecar.FilesDigest(files)
 }
 
 // compilePolicy validates a policy file and compiles its endpoints.

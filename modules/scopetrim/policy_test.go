@@ -74,11 +74,17 @@ func TestLoadPoliciesAcrossFiles(t *testing.T) {
 		}
 	}
 	write("a.json", `{"connector":"a","version":"1","endpoints":[{"match":{"methods":["GET"],"path":"/x*"},"fields":{"s":["a"]}}]}`)
-	write("tenants.json", `{"tenants":[]}`)
 	write("policy.schema.json", `{"type":"object"}`)
 	if _, files, err := loadPolicies(dir, 64); err != nil || len(files) != 1 {
 		t.Fatalf("%v %v", files, err)
 	}
+	// every JSON file of a policy directory is a policy: a stray one (a
+	// tenant registry left there) is refused by name, not skipped
+	write("tenants.json", `{"tenants":[]}`)
+	if _, _, err := loadPolicies(dir, 64); err == nil || !strings.Contains(err.Error(), "tenants.json") {
+		t.Fatalf("a JSON file that is not a policy was not refused by name: %v", err)
+	}
+	os.Remove(filepath.Join(dir, "tenants.json"))
 	write("b.json", `{"connector":"b","version":"1","endpoints":[{"match":{"methods":["GET"],"path":"/x*"},"fields":{"s":["a"]}}]}`)
 	_, _, err := loadPolicies(dir, 64)
 	if err == nil || !strings.Contains(err.Error(), "b.json") || !strings.Contains(err.Error(), "a.json") {
@@ -133,7 +139,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		"scope_trim {\nmax_body lots\n}":          "max_body 'lots'",
 		"scope_trim {\nmax_depth 0\n}":            "max_depth '0'",
 		"scope_trim {\npolicies a b\n}":           "wrong argument count",
-		"scope_trim {\npolicies a\npolicies b\n}": "given twice",
+		"scope_trim {\npolicies a\npolicies b\n}": "subdirective 'policies' is given twice; give it once",
 		`scope_trim a`:                            "takes no arguments",
 	} {
 		var m ScopeTrim

@@ -119,19 +119,19 @@ func (m *ScopeTrim) Provision(ctx caddy.Context) error {
 	repl := caddy.NewReplacer()
 	path := repl.ReplaceKnown(m.Policies, "")
 	if strings.TrimSpace(path) == "" {
-		return fmt.Errorf("scope_trim: policies is required: name a policy file or a directory of policy files")
+		return fmt.Errorf("policies is required: name a policy file or a directory of policy files")
 	}
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
-		return fmt.Errorf("scope_trim: registering metrics: %w", err)
+		return fmt.Errorf("registering metrics: %w", err)
 	}
 	eps, files, err := loadPolicies(path, m.MaxDepth)
 	if err != nil {
-		return fmt.Errorf("scope_trim: %w", err)
+		return err
 	}
 	if m.RequestHeaders != nil {
 		for _, e := range eps {
 			if err := e.headers.allowRequest(m.RequestHeaders); err != nil {
-				return fmt.Errorf("scope_trim: %w", err)
+				return err
 			}
 		}
 	}
@@ -145,7 +145,7 @@ func (m *ScopeTrim) Provision(ctx caddy.Context) error {
 		m.hashKey = []byte(repl.ReplaceKnown(m.HashKey, ""))
 	}
 	if m.usesHash && len(m.hashKey) == 0 {
-		return fmt.Errorf("scope_trim: a policy uses the hash transform but hash_key is not set (or its placeholder is empty); set hash_key {env.SCOPE_TRIM_HASH_KEY}")
+		return fmt.Errorf("a policy uses the hash transform but hash_key is not set (or its placeholder is empty); set hash_key {env.SCOPE_TRIM_HASH_KEY}")
 	}
 	maxDepth := m.MaxDepth
 	m.tenants = new(sync.Map)
@@ -158,13 +158,13 @@ func (m *ScopeTrim) Provision(ctx caddy.Context) error {
 // Validate checks the configuration.
 func (m *ScopeTrim) Validate() error {
 	if m.MaxBody < 0 {
-		return fmt.Errorf("scope_trim: max_body must be positive")
+		return fmt.Errorf("max_body must be positive")
 	}
 	if m.MaxDepth < 0 || m.MaxDepth > 10000 {
-		return fmt.Errorf("scope_trim: max_depth must be between 1 and 10000")
+		return fmt.Errorf("max_depth must be between 1 and 10000")
 	}
 	if len(m.hashKey) > 0 && len(m.hashKey) < minHashKey {
-		return fmt.Errorf("scope_trim: hash_key is %d bytes; use at least %d random bytes", len(m.hashKey), minHashKey)
+		return fmt.Errorf("hash_key is %d bytes; use at least %d random bytes", len(m.hashKey), minHashKey)
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		claim https://example.com/tenant
 		header X-Org-ID
 		route_tenant {http.request.host.labels.2}
-		tenants policies/tenants.json
+		tenants registry/tenants.json
 		connector {http.vars.connector}
 		inject
 	}`)
@@ -23,7 +23,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	}
 	want := TenantGuard{
 		Claim: "https://example.com/tenant", Header: "X-Org-ID", RouteTenant: "{http.request.host.labels.2}",
-		Tenants: "policies/tenants.json", Connector: "{http.vars.connector}", Inject: true,
+		Tenants: "registry/tenants.json", Connector: "{http.vars.connector}", Inject: true,
 	}
 	if m.Claim != want.Claim || m.Header != want.Header || m.RouteTenant != want.RouteTenant ||
 		m.Tenants != want.Tenants || m.Connector != want.Connector || m.Inject != want.Inject {
@@ -48,7 +48,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"tenant_guard {\n claim\n}", "wrong argument count"},
 		{"tenant_guard {\n claim a b\n}", "wrong argument count"},
 		{"tenant_guard {\n inject yes\n}", "wrong argument count"},
-		{"tenant_guard {\n claim a\n claim b\n}", "subdirective 'claim' may appear only once"},
+		{"tenant_guard {\n claim a\n claim b\n}", "subdirective 'claim' is given twice; give it once"},
 		{"tenant_guard {\n tenant acme\n}", "unrecognized subdirective 'tenant'"},
 	}
 	for _, tc := range tests {

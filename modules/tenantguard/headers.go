@@ -97,11 +97,11 @@ var reservedHeaders = []string{
 
 func validHeaderName(name string) error {
 	if !httpguts.ValidHeaderFieldName(name) {
-		return fmt.Errorf("tenant_guard: header %q is not a valid header name; use a name like X-Tenant-ID", name)
+		return fmt.Errorf("header %q is not a valid header name; use a name like X-Tenant-ID", name)
 	}
 	for _, r := range reservedHeaders {
 		if sidecar.SameHeaderName(name, r) {
-			return fmt.Errorf("tenant_guard: header %q is reserved by HTTP and would not reach the upstream intact; use a name like X-Tenant-ID", name)
+			return fmt.Errorf("header %q is reserved by HTTP and would not reach the upstream intact; use a name like X-Tenant-ID", name)
 		}
 	}
 	return nil

@@ -2,8 +2,6 @@ package tenantguard
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,10 +110,9 @@ func LoadRegistry(path string) (*Registry, error) {
 	return reg, nil
 }
 
-// RegistryDigest is the SHA-256 of the registry's files (path, then bytes,
-// in load order), hex-encoded. The Caddyfile adapter puts it in the config so
-// that a registry edit alone changes the config and `caddy reload` applies
-// it; Caddy skips a reload whose config is byte-for-byte unchanged.
+// RegistryDigest is the digest of the registry's files, in load order (see
+// sidecar.FilesDigest): the Caddyfile adapter puts it in the config so that
+// a registry edit alone makes `caddy reload` apply it.
 func RegistryDigest(path string) (string, error) {
 	info, err := os.Stat(path)
 	if err != nil {
@@ -127,16 +124,7 @@ func RegistryDigest(path string) (string, error) {
 			return "", err
 		}
 	}
-	h := sha256.New()
-	for _, file := range files {
-		data, err := readLimited(file)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", filepath.Base(file), len(data))
-		h.Write(data)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return sidecar.FilesDigest(files)
 }
 
 func registryFiles(dir string) ([]string, error) {

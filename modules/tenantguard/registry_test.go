@@ -14,7 +14,7 @@ import (
 )
 
 func TestLoadExampleRegistry(t *testing.T) {
-	reg, err := LoadRegistry(filepath.Join("..", "..", "policies", "tenants.json"))
+	reg, err := LoadRegistry(filepath.Join("..", "..", "registry", "tenants.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,18 +33,10 @@ func TestLoadExampleRegistry(t *testing.T) {
 	}
 }
 
-// TestLoadExampleDirectory loads a directory holding the example registry
-// beside its schema: *.schema.json is skipped, so the directory loads.
+// TestLoadExampleDirectory loads the repository's registry directory, the
+// example registry beside its schema: *.schema.json is skipped.
 func TestLoadExampleDirectory(t *testing.T) {
-	dir := t.TempDir()
-	for _, name := range []string{"tenants.json", "tenants.schema.json"} {
-		data, err := os.ReadFile(filepath.Join("..", "..", "policies", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, dir, name, string(data))
-	}
-	reg, err := LoadRegistry(dir)
+	reg, err := LoadRegistry(filepath.Join("..", "..", "registry"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,10 +143,10 @@ func TestProvisionExpandsEnv(t *testing.T) {
 	}
 }
 
-// TestSchemaMatchesParser keeps policies/tenants.schema.json in step with
+// TestSchemaMatchesParser keeps registry/tenants.schema.json in step with
 // the parser: the same keys, required keys, enums and id pattern.
 func TestSchemaMatchesParser(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("..", "..", "policies", "tenants.schema.json"))
+	data, err := os.ReadFile(filepath.Join("..", "..", "registry", "tenants.schema.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,10 +144,10 @@ func (m *TenantGuard) Validate() error {
 		return err
 	}
 	if strings.TrimSpace(m.Claim) != m.Claim || strings.HasPrefix(m.Claim, ".") || strings.HasSuffix(m.Claim, ".") {
-		return fmt.Errorf("tenant_guard: claim %q is not a claim name or dot-separated path; write it like tenant_id or org.id", m.Claim)
+		return fmt.Errorf("claim %q is not a claim name or dot-separated path; write it like tenant_id or org.id", m.Claim)
 	}
 	if m.Connector != "" && !m.connectorDynamic && !ValidTenantID(m.Connector) {
-		return fmt.Errorf("tenant_guard: connector %q may contain only letters, digits, '-', '_' and '.'", m.Connector)
+		return fmt.Errorf("connector %q may contain only letters, digits, '-', '_' and '.'", m.Connector)
 	}
 	return nil
 }
