@@ -106,6 +106,8 @@ func TestConfigErrorsNameTheModuleOnce(t *testing.T) {
 		"oidc_auth":    {`{"handler":"oidc_auth"}`, "no issuer configured"},
 		"scope_trim":   {`{"handler":"scope_trim"}`, "policies is required"},
 		"tenant_guard": {`{"handler":"tenant_guard","connector":"a/b"}`, `connector \"a/b\" may contain only`},
+		"connector_auth": {`{"handler":"connector_auth","token_url":"https://crm.example/token","grant":"refresh_token","key":"{env.K}"}`,
+			"connector is required"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 func init() {
@@ -53,7 +55,7 @@ func (m *ConnectorAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
 		if seen[sub] {
-			return d.Errf("subdirective '%s' may appear only once", sub)
+			return sidecar.RepeatedSubdirective(d)
 		}
 		seen[sub] = true
 		var target *string

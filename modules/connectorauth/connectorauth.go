@@ -141,10 +141,10 @@ func (m *ConnectorAuth) Provision(ctx caddy.Context) error {
 	resolve := func(field, v string, required bool) (string, error) {
 		out, err := repl.ReplaceOrErr(v, true, true)
 		if err != nil {
-			return "", fmt.Errorf("connector_auth %s: %s: %v (set the environment variable it names)", m.Connector, field, err)
+			return "", fmt.Errorf("%s: %v (set the environment variable it names)", field, err)
 		}
 		if required && out == "" {
-			return "", fmt.Errorf("connector_auth %s: %s is empty", m.Connector, field)
+			return "", fmt.Errorf("%s is empty", field)
 		}
 		return out, nil
 	}
@@ -170,10 +170,10 @@ func (m *ConnectorAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if m.mgr, err = OpenManager(ctx); err != nil {
-		return fmt.Errorf("connector_auth %s: %v", m.Connector, err)
+		return fmt.Errorf("opening the connections in storage: %v", err)
 	}
 	if m.conn, err = NewConnector(s, m.mgr, m.logger); err != nil {
-		return fmt.Errorf("connector_auth: %v", err)
+		return err
 	}
 	if err := RegisterMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
@@ -195,25 +195,25 @@ func (m *ConnectorAuth) Validate() error { return m.checkConfig() }
 func (m *ConnectorAuth) checkConfig() error {
 	switch {
 	case m.Connector == "":
-		return errors.New("connector_auth: connector is required: the connector's name, as in the tenant registry")
+		return errors.New("connector is required: the connector's name, as in the tenant registry")
 	case !ValidName(m.Connector):
-		return fmt.Errorf("connector_auth: connector %q may contain only letters, digits, '-', '_' and '.', and may not start with '.'", m.Connector)
+		return fmt.Errorf("connector %q may contain only letters, digits, '-', '_' and '.', and may not start with '.'", m.Connector)
 	case m.Key == "":
-		return fmt.Errorf("connector_auth %s: key is required (e.g. `key {env.SIDECAR_CONNECTIONS_KEY}`): it encrypts the stored credentials", m.Connector)
+		return errors.New("key is required (e.g. `key {env.SIDECAR_CONNECTIONS_KEY}`): it encrypts the stored credentials")
 	case m.TokenURL == "":
-		return fmt.Errorf("connector_auth %s: token_url is required", m.Connector)
+		return errors.New("token_url is required: the connected system's token endpoint")
 	}
 	switch m.Grant {
 	case GrantRefreshToken, GrantClientCredentials:
 	default:
-		return fmt.Errorf("connector_auth %s: grant must be refresh_token or client_credentials, not %q", m.Connector, m.Grant)
+		return fmt.Errorf("grant must be refresh_token or client_credentials, not %q", m.Grant)
 	}
 	if m.Header != "" && !httpguts.ValidHeaderFieldName(m.Header) {
-		return fmt.Errorf("connector_auth %s: header %q is not a valid header field name", m.Connector, m.Header)
+		return fmt.Errorf("header %q is not a valid header field name", m.Header)
 	}
 	for _, d := range []caddy.Duration{m.TokenTimeout, m.RevocationTimeout, m.RetryAfter} {
 		if d < 0 {
-			return fmt.Errorf("connector_auth %s: durations must not be negative", m.Connector)
+			return errors.New("token_timeout, revocation_timeout and retry_after must not be negative")
 		}
 	}
 	return nil

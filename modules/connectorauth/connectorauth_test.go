@@ -358,7 +358,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	}
 	for input, wantErr := range map[string]string{
 		"connector_auth crm":                              "wrong argument count",
-		"connector_auth {\n connector a\n connector b\n}": "only once",
+		"connector_auth {\n connector a\n connector b\n}": "is given twice; give it once",
 		"connector_auth {\n token_timeout soon\n}":        "token_timeout",
 		"connector_auth {\n scopes\n}":                    "wrong argument count",
 		"connector_auth {\n refresh_token x\n}":           "unrecognized subdirective",
