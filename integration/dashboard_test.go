@@ -389,16 +389,25 @@ func TestDashboardAndAlertRulesQueryExposedMetrics(t *testing.T) {
 
 	// Every metric family the sidecar registers is on the dashboard.
 	t.Run("dashboard covers every sidecar metric", func(t *testing.T) {
+		// a histogram is one family: its _bucket, _sum and _count series
+		family := func(name string) string {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if base, ok := strings.CutSuffix(name, suffix); ok && scrape[base+"_bucket"] != nil {
+					return base
+				}
+			}
+			return name
+		}
 		used := map[string]bool{}
 		for _, expr := range dashboardQueries(t) {
 			q, _ := parsePromQL(expr)
 			for _, s := range q.selectors {
-				used[s.metric] = true
+				used[family(s.metric)] = true
 			}
 		}
 		var missing []string
 		for name := range scrape {
-			if strings.HasPrefix(name, "sidecar_") && !used[name] {
+			if strings.HasPrefix(name, "sidecar_") && !used[family(name)] {
 				missing = append(missing, name)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
@@ -56,7 +57,7 @@ func registeredMetrics(t *testing.T) map[string]map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.observe(&Record{Decision: "deny", Reason: "tenant_mismatch", FieldsRemoved: 1, SecurityEvent: "tenant_mismatch"}, os.ErrClosed)
+	m.observe(&Record{Decision: "deny", Reason: "tenant_mismatch", FieldsRemoved: 1, RecordsWithheld: 1, SecurityEvent: "tenant_mismatch"}, os.ErrClosed, time.Millisecond)
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

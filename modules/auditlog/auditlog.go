@@ -327,7 +327,7 @@ func (m *AuditLog) record(r *http.Request, d *sidecar.Decision, status int, byte
 	*bp = head
 	bufPool.Put(bp)
 
-	m.metrics.observe(rec, werr)
+	m.metrics.observe(rec, werr, addedLatency(r, rec, start))
 	if werr != nil {
 		msg := "audit record not written: requests are refused until the audit output works again"
 		if m.OnWriteFailure == "allow" {

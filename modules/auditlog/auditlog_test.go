@@ -304,7 +304,7 @@ func TestMetricsSharedAcrossHandlersAndConflictingLabels(t *testing.T) {
 	if _, err := newMetrics(reg, true); err == nil || !strings.Contains(err.Error(), "metrics_tenant_label") {
 		t.Fatalf("conflicting tenant label: %v", err)
 	}
-	m1.observe(&Record{Decision: "allow", Reason: "ok", Connector: "crm", Tenant: "acme", FieldsRemoved: 2}, nil)
+	m1.observe(&Record{Decision: "allow", Reason: "ok", Connector: "crm", Tenant: "acme", FieldsRemoved: 2}, nil, -1)
 	families, _ := reg.Gather()
 	for _, f := range families {
 		for _, m := range f.GetMetric() {
