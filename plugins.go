@@ -5,6 +5,8 @@ package privacysidecar
 
 import (
 	_ "github.com/alysio/privacy-sidecar/modules/auditlog"
+	_ "github.com/alysio/privacy-sidecar/modules/connectionsadmin"
+	_ "github.com/alysio/privacy-sidecar/modules/connectorauth"
 	_ "github.com/alysio/privacy-sidecar/modules/oidcauth"
 	_ "github.com/alysio/privacy-sidecar/modules/scopetrim"
 	_ "github.com/alysio/privacy-sidecar/modules/sidecarhealth"

@@ -59,6 +59,12 @@ func validationEnv(t *testing.T) []string {
 		"DEMO_AUDIT_FILE=" + filepath.Join(dir, "demo-audit.jsonl"),
 		"DEMO_AUDIT_KEY=validation-only-key-0123456789abcdef",
 		"DEMO_HASH_KEY=validation-only-key-0123456789abcdef",
+		"DEMO_ADMIN=127.0.0.1:0",
+		"DEMO_TOKEN_URL=http://127.0.0.1:9/oauth/token",
+		"DEMO_REVOCATION_URL=http://127.0.0.1:9/oauth/revoke",
+		"DEMO_CLIENT_ID=validation-client",
+		"DEMO_CLIENT_SECRET=validation-only-secret",
+		"DEMO_CONNECTIONS_KEY=validation-only-connections-key-0123456789",
 		"SIDECAR_ADDR=127.0.0.1:0",
 		"SIDECAR_ADMIN=127.0.0.1:0",
 		"UPSTREAM=127.0.0.1:9",
@@ -72,6 +78,13 @@ func validationEnv(t *testing.T) []string {
 		"REGISTRY_DIR=registry",
 		"AUDIT_DIR=" + dir,
 		"POD_NAME=validation-0",
+		"TENANTS=" + filepath.Join(dir, "tenants.json"),
+		"STORAGE_DIR=" + filepath.Join(dir, "storage"),
+		"TOKEN_URL=http://127.0.0.1:9/oauth/token",
+		"REVOCATION_URL=http://127.0.0.1:9/revoke",
+		"CRM_CLIENT_ID=validation-client",
+		"CRM_CLIENT_SECRET=validation-only-secret",
+		"SIDECAR_CONNECTIONS_KEY=validation-only-connections-key-0123456789",
 	}
 }
 
@@ -93,6 +106,8 @@ func TestConfigErrorsNameTheModuleOnce(t *testing.T) {
 		"oidc_auth":    {`{"handler":"oidc_auth"}`, "no issuer configured"},
 		"scope_trim":   {`{"handler":"scope_trim"}`, "policies is required"},
 		"tenant_guard": {`{"handler":"tenant_guard","connector":"a/b"}`, `connector \"a/b\" may contain only`},
+		"connector_auth": {`{"handler":"connector_auth","token_url":"https://crm.example/token","grant":"refresh_token","key":"{env.K}"}`,
+			"connector is required"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

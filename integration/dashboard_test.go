@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -264,9 +265,12 @@ func TestDashboardAndAlertRulesQueryExposedMetrics(t *testing.T) {
 		}
 		crmAnswer(crmContacts)(w, r)
 	})
+	op := startConnectorOP(t, time.Hour) // the connected system's authorization server, for connector_auth
 	sc := StartSidecar(t, "caddyfiles/test/metrics.Caddyfile", map[string]string{
 		"ISSUER": iss.URL, "UPSTREAM": upstream.Addr, "AUDIT_FILE": filepath.Join(t.TempDir(), "audit.jsonl"),
 		"AUDIT_KEY": auditKey, "SCOPE_TRIM_HASH_KEY": scopeTrimHashKey,
+		"STORAGE_DIR": filepath.Join(t.TempDir(), "storage"), "TOKEN_URL": op.TokenURL, "REVOCATION_URL": op.RevocationURL,
+		"CRM_CLIENT_ID": crmClientID, "CRM_CLIENT_SECRET": crmClientSecret, "SIDECAR_CONNECTIONS_KEY": connectionsKey,
 	})
 	token := iss.MustMint(iss.AccessClaims("user-1", "connector-api", devidp.Claims{"tenant_id": "acme", "roles": []string{"sales_rep"}}))
 	for _, c := range []struct {
@@ -293,7 +297,42 @@ func TestDashboardAndAlertRulesQueryExposedMetrics(t *testing.T) {
 		}
 	}
 
-	scrape, err := parseExposition(scrapeMetrics(t, "http://"+sc.AdminAddr+"/metrics"))
+	// connector_auth: acme connected (a refresh, later a disconnect with
+	// revocations and a request on the disconnected connection), globex
+	// with a refresh token the provider refuses (a refresh failure)
+	globex := iss.MustMint(iss.AccessClaims("user-2", "connector-api", devidp.Claims{"tenant_id": "globex", "roles": []string{"sales_rep"}}))
+	for tenant, rt := range map[string]string{"acme": op.authorize(t), "globex": "not-a-refresh-token"} {
+		if status, body := admin(t, sc, http.MethodPut, "/sidecar/connections/"+tenant+"/crm", `{"refresh_token":"`+rt+`"}`); status != http.StatusOK {
+			t.Fatalf("connecting %s: %d %s", tenant, status, body)
+		}
+	}
+	connected := []struct {
+		name, token, tenant, reason string
+		status                      int
+	}{
+		{"through the tenant's connection", token, "acme", "", 200},
+		{"a connection the provider no longer accepts", globex, "globex", "connector_reauthorization_required", 403},
+	}
+	for _, c := range connected {
+		resp, body := sc.Get(t, "/v1/activities", c.token, "X-Tenant-ID: "+c.tenant)
+		if resp.StatusCode != c.status || (c.reason != "" && !strings.Contains(string(body), `"reason":"`+c.reason+`"`)) {
+			t.Fatalf("%s: %d %s, want %d %s", c.name, resp.StatusCode, body, c.status, c.reason)
+		}
+	}
+	if status, body := admin(t, sc, http.MethodDelete, "/sidecar/connections/acme/crm", ""); status != http.StatusOK {
+		t.Fatalf("disconnecting acme: %d %s", status, body)
+	}
+	if resp, body := sc.Get(t, "/v1/activities", token, "X-Tenant-ID: acme"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("after the disconnect: %d %s", resp.StatusCode, body)
+	}
+	// the connections gauge is recounted at most every 5 s after a change
+	exposition := scrapeMetrics(t, "http://"+sc.AdminAddr+"/metrics")
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(exposition, `state="reauthorization_required"} 1`) && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		exposition = scrapeMetrics(t, "http://"+sc.AdminAddr+"/metrics")
+	}
+
+	scrape, err := parseExposition(exposition)
 	if err != nil {
 		t.Fatal(err)
 	}

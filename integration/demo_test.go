@@ -26,11 +26,13 @@ func TestDemo(t *testing.T) {
 		"Every step behaved as expected.",
 		"refused with tenant_mismatch",
 		"refused with connector_disconnected",
+		"the CRM received globex's own access token",
+		"disconnected: refresh_token and access_token revoked",
 		"refused with record_not_visible",
 		"refused with write_field_not_allowed; the connector was never called",
 		"the connector applied the change",
 		"records_released 2, records_withheld 1",
-		"hash chain intact over 9 records",
+		"hash chain intact over 18 records",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the demo's output lacks %q", want)

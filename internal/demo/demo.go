@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/alysio/privacy-sidecar/internal/democrm"
+	"github.com/alysio/privacy-sidecar/internal/demooauth"
 	"github.com/alysio/privacy-sidecar/internal/devidp"
 )
 
@@ -36,8 +37,10 @@ sidecar runs from caddyfiles/demo.Caddyfile and policies/ (run it from the
 repository's top directory), and the same request is shown under different
 tokens: full access, a sales rep who sees only their team's contacts and no
 personal data, hashed email, another rep's contact, an allowed and a refused
-write, another tenant's data, a disconnected integration. It ends by
-verifying the audit log's chain.
+write, another tenant's data, a disconnected integration. The CRM only
+accepts each tenant's own OAuth token, which the sidecar obtains after the
+tenant connected the integration through the admin API; a tenant then
+disconnects it. It ends by verifying the audit log's chain.
 
 It exits non-zero if the sidecar did not behave as shown.
 
@@ -104,6 +107,10 @@ type world struct {
 	crm      *democrm.CRM
 	upAddr   string
 	audit    string
+	// oauth is the CRM's authorization server; adminAddr the sidecar's
+	// admin API, on loopback.
+	oauth     *demooauth.Server
+	adminAddr string
 }
 
 func startWorld(dir, listen string) (*world, error) {
@@ -111,15 +118,28 @@ func startWorld(dir, listen string) (*world, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	oauth, err := demooauth.Start()
 	if err != nil {
 		iss.Close()
 		return nil, err
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		iss.Close()
+		oauth.Close()
+		return nil, err
+	}
+	adminAddr, err := freeLoopbackAddr()
+	if err != nil {
+		iss.Close()
+		oauth.Close()
+		return nil, err
+	}
 	crm := democrm.New()
-	up := &http.Server{Handler: crm, ReadHeaderTimeout: 5 * time.Second}
+	up := &http.Server{Handler: oauth.Guard(crm), ReadHeaderTimeout: 5 * time.Second}
 	go up.Serve(ln)
-	w := &world{dir: dir, listen: listen, issuer: iss, upstream: up, crm: crm, upAddr: ln.Addr().String(), audit: filepath.Join(dir, "audit.jsonl")}
+	w := &world{dir: dir, listen: listen, issuer: iss, upstream: up, crm: crm, upAddr: ln.Addr().String(), audit: filepath.Join(dir, "audit.jsonl"),
+		oauth: oauth, adminAddr: adminAddr}
 	if err := writeRegistry(filepath.Join(dir, "tenants.json"), iss.URL); err != nil {
 		w.close()
 		return nil, err
@@ -130,6 +150,17 @@ func startWorld(dir, listen string) (*world, error) {
 func (w *world) close() {
 	w.upstream.Close()
 	w.issuer.Close()
+	w.oauth.Close()
+}
+
+// freeLoopbackAddr returns a loopback address whose port was free a moment ago.
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 // writeRegistry writes the demo's tenant registry. It is generated because
@@ -160,6 +191,13 @@ func startSidecar(config string, w *world) error {
 		"DEMO_AUDIT_FILE": w.audit,
 		"DEMO_AUDIT_KEY":  "demo-only-pseudonym-key-do-not-use-in-production",
 		"DEMO_HASH_KEY":   "demo-only-hash-key-do-not-use-in-production",
+		"DEMO_ADMIN":      w.adminAddr,
+		// the CRM's OAuth client, as the platform registered it there
+		"DEMO_TOKEN_URL":       w.oauth.TokenURL(),
+		"DEMO_REVOCATION_URL":  w.oauth.RevocationURL(),
+		"DEMO_CLIENT_ID":       w.oauth.ClientID,
+		"DEMO_CLIENT_SECRET":   w.oauth.ClientSecret,
+		"DEMO_CONNECTIONS_KEY": "demo-only-connections-key-do-not-use-in-production",
 	}
 	for k, v := range vars {
 		if err := os.Setenv(k, v); err != nil {

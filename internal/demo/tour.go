@@ -101,12 +101,14 @@ func tour(out *printer, w *world) bool {
 	out.line("issuer   %s (development OIDC issuer, keys made at start)", w.issuer.URL)
 	out.line("upstream http://%s (sample CRM connector, tenants acme and globex)", w.upAddr)
 	out.line("sidecar  http://%s (caddyfiles/demo.Caddyfile, policies/crm.json)", w.listen)
-	allOK := true
+	out.line("admin    http://%s (the sidecar's admin API, loopback only)", w.adminAddr)
+	allOK := connectTour(out, w)
 	list := scenarios(w.issuer)
 	for i, sc := range list {
 		allOK = runScenario(out, w, i+1, sc) && allOK
 	}
-	allOK = checkAudit(out, w, len(list)) && allOK
+	allOK = disconnectTour(out, w, len(list)+1) && allOK
+	allOK = checkAudit(out, w, len(list)+connectRequests) && allOK
 	if allOK {
 		out.heading("Every step behaved as expected.")
 	} else {
@@ -206,19 +208,27 @@ func describeHeaders(sc scenario) string {
 	return strings.Join(parts, ", ")
 }
 
-// checkAudit waits for one record per request, shows one, and verifies the chain.
+// checkAudit waits for one record per request, shows one, and verifies the
+// chain, which also holds the connections' event records.
 func checkAudit(out *printer, w *world, want int) bool {
 	out.heading("Audit log")
-	var lines []string
+	var lines, requests []string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		lines = readLines(w.audit)
-		if len(lines) >= want {
+		requests = requests[:0]
+		for _, l := range lines {
+			if !strings.Contains(l, `"event":`) {
+				requests = append(requests, l)
+			}
+		}
+		if len(requests) >= want {
 			break
 		}
 	}
-	out.line("file %s: %d records (one per request)", w.audit, len(lines))
-	if len(lines) != want {
-		out.fail("expected %d records", want)
+	out.line("file %s: %d records: one per request (%d), and %d about connections (connect, refresh, revocation, disconnect)",
+		w.audit, len(lines), len(requests), len(lines)-len(requests))
+	if len(requests) != want {
+		out.fail("expected %d request records", want)
 		return false
 	}
 	for i, sc := range scenarios(w.issuer) {
@@ -229,12 +239,18 @@ func checkAudit(out *printer, w *world, want int) bool {
 				Withheld int      `json:"records_withheld"`
 				IDs      []string `json:"record_ids"`
 			}
-			_ = json.Unmarshal([]byte(lines[i]), &rec)
+			_ = json.Unmarshal([]byte(requests[i]), &rec)
 			out.line("the sales rep's list: records_released %d, records_withheld %d, record_ids %v", rec.Released, rec.Withheld, rec.IDs)
 			out.line("(record ids, subjects and clients are pseudonyms under the tenant's key: audit forget unlinks them)")
 		case sc.reason == "tenant_mismatch":
 			out.line("the cross-tenant refusal's record:")
-			out.body([]byte(lines[i]))
+			out.body([]byte(requests[i]))
+		}
+	}
+	for _, l := range lines {
+		if strings.Contains(l, `"event":"disconnect"`) {
+			out.line("globex's disconnect, with the receipt's content (its event fields; the request fields are empty):")
+			out.body(eventFields([]byte(l)))
 		}
 	}
 	res, err := auditlog.Verify([]string{w.audit}, auditlog.VerifyOptions{})
@@ -272,6 +288,7 @@ func printTry(out *printer, w *world) {
 	out.line(`curl -s -H "Authorization: Bearer $TOKEN" -H "X-Tenant-ID: acme" http://%s/v1/contacts`, w.listen)
 	out.line(`curl -s -H "Authorization: Bearer $FULL" -H "X-Tenant-ID: acme" http://%s/v1/deals`, w.listen)
 	out.line(`curl -s -X PATCH -H "Authorization: Bearer $TOKEN" -H "X-Tenant-ID: acme" -H "Content-Type: application/json" -d '{"stage":"won"}' http://%s/v1/deals/d_502`, w.listen)
+	out.line(`curl -s http://%s/sidecar/connections/acme    (the admin API; DELETE .../acme/crm disconnects)`, w.adminAddr)
 	out.line("audit log: %s   (privacy-sidecar audit verify %s)", w.audit, w.audit)
 }
 

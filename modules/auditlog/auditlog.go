@@ -408,6 +408,10 @@ func (m *AuditLog) fill(rec *Record, r *http.Request, d *sidecar.Decision, statu
 	rec.SpoofedHeaders = d.SpoofedHeaders
 	rec.SpoofedHeadersOmitted = d.SpoofedHeadersOmitted
 	rec.SecurityEvent = securityEvent(rec.Decision, rec.Reason, d.SpoofedHeaders)
+	if rec.SecurityEvent == "" {
+		rec.SecurityEvent = d.SecurityEvent
+	}
+	rec.InterruptedBy = d.InterruptedBy
 	rec.Stream = d.Stream
 	rec.StreamRecords = d.StreamRecords
 	rec.DurationMS = float64(time.Since(start).Microseconds()) / 1000

@@ -100,6 +100,33 @@ type Record struct {
 	Stream string `json:"stream,omitempty"`
 	// StreamRecords counts the NDJSON records sent (closing record).
 	StreamRecords int `json:"stream_records,omitempty"`
+	// InterruptedBy says what cut a request in flight: "disconnect" (its
+	// connection was disconnected) or "state_unconfirmed" (the connection's
+	// state could not be read from storage).
+	InterruptedBy string `json:"interrupted_by,omitempty"`
+	// Event marks a record about a connection rather than a request:
+	// connect, disconnect, refresh, refresh_failure or revocation. Its
+	// request fields are empty; the fields below describe it.
+	Event string `json:"event,omitempty"`
+	// Grant is the connection's grant: refresh_token or client_credentials.
+	Grant string `json:"grant,omitempty"`
+	// Rotated is true when a refresh gave a new refresh token (stored
+	// before the access token was used).
+	Rotated bool `json:"rotated,omitempty"`
+	// TokenError is the token or revocation endpoint's error code
+	// (invalid_grant, http_503, timeout, ...), never its text.
+	TokenError string `json:"token_error,omitempty"`
+	// DisconnectedAt is when a disconnect happened (its receipt's
+	// disconnected_at).
+	DisconnectedAt string `json:"disconnected_at,omitempty"`
+	// Revoked names the token types a disconnect or revocation revoked at
+	// the provider, never a token.
+	Revoked []string `json:"revoked,omitempty"`
+	// RevocationErrors says, per token type, why a revocation failed or was
+	// not attempted.
+	RevocationErrors []string `json:"revocation_errors,omitempty"`
+	// Deleted is true when a disconnect deleted the stored credential.
+	Deleted bool `json:"deleted,omitempty"`
 	// Cut names the members the writer shortened to keep the record
 	// within MaxRecordBytes, with how much it cut (see Cuts).
 	Cut Cuts `json:"cut,omitempty"`
@@ -228,9 +255,50 @@ func appendHead(b []byte, rec *Record) []byte {
 		b = append(b, `,"stream_records":`...)
 		b = strconv.AppendInt(b, int64(rec.StreamRecords), 10)
 	}
+	b = appendEvent(b, rec)
 	if len(rec.Cut) > 0 {
 		b = append(b, `,"cut":`...)
 		b = appendCut(b, rec.Cut)
+	}
+	return b
+}
+
+// appendEvent appends the members from interrupted_by to deleted that are set:
+// connector_auth's, written after stream_records and before cut.
+func appendEvent(b []byte, rec *Record) []byte {
+	if rec.InterruptedBy != "" {
+		b = append(b, `,"interrupted_by":`...)
+		b = appendString(b, rec.InterruptedBy)
+	}
+	if rec.Event != "" {
+		b = append(b, `,"event":`...)
+		b = appendString(b, rec.Event)
+	}
+	if rec.Grant != "" {
+		b = append(b, `,"grant":`...)
+		b = appendString(b, rec.Grant)
+	}
+	if rec.Rotated {
+		b = append(b, `,"rotated":true`...)
+	}
+	if rec.TokenError != "" {
+		b = append(b, `,"token_error":`...)
+		b = appendString(b, rec.TokenError)
+	}
+	if rec.DisconnectedAt != "" {
+		b = append(b, `,"disconnected_at":`...)
+		b = appendString(b, rec.DisconnectedAt)
+	}
+	if len(rec.Revoked) > 0 {
+		b = append(b, `,"revoked":`...)
+		b = appendStrings(b, rec.Revoked)
+	}
+	if len(rec.RevocationErrors) > 0 {
+		b = append(b, `,"revocation_errors":`...)
+		b = appendStrings(b, rec.RevocationErrors)
+	}
+	if rec.Deleted {
+		b = append(b, `,"deleted":true`...)
 	}
 	return b
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/logging"
+
+	"github.com/alysio/privacy-sidecar/modules/sidecar"
 )
 
 // sinks holds one sink per log writer (Caddy's WriterKey), shared by every
@@ -40,6 +42,9 @@ type sink struct {
 	// successful one; while set, requests are refused (unless configured
 	// otherwise) because they could not be audited.
 	failing atomic.Bool
+
+	// unregister withdraws the sink from the audit event writers.
+	unregister func()
 
 	// release gives up the file's lock (a no-op for other outputs).
 	release func()
@@ -80,6 +85,7 @@ func openSink(wo caddy.WriterOpener, instance string) (*sink, error) {
 			return nil, fmt.Errorf("opening audit output %s: %v", wo, err)
 		}
 		s.w = w
+		s.unregister = sidecar.RegisterAuditEventWriter(s)
 		return s, nil
 	})
 	if err != nil {
@@ -99,6 +105,9 @@ func newSink(key, name string, w io.WriteCloser, instance string) *sink {
 // config using it is unloaded (its handlers wrote the final checkpoint
 // when they unregistered).
 func (s *sink) Destruct() error {
+	if s.unregister != nil {
+		s.unregister()
+	}
 	err := s.w.Close()
 	s.release()
 	return err

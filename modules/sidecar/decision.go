@@ -62,6 +62,14 @@ type Decision struct {
 	// Not audited: the record has the identity and the tenant themselves.
 	VerifiedHeaders []string
 
+	// InterruptedBy says what cut a request already in flight (an answer
+	// already under way ends early): one of the InterruptedBy* values.
+	InterruptedBy string
+	// SecurityEvent raises the request as a security event under this name
+	// when its reason alone would not (connector_auth: a request on a
+	// connection its tenant disconnected).
+	SecurityEvent string
+
 	// Stream is set by scope_trim on an NDJSON answer: StreamStart when its
 	// first record is about to be released, then how it ended. audit_log
 	// writes a record at the start (Commit) and another at the end.
@@ -122,6 +130,17 @@ func (d *Decision) Deny(status int, reason string) {
 	if d == nil || d.Reason != "" {
 		return
 	}
+	d.Status, d.Reason = status, reason
+}
+
+// Interrupt records that a request already in flight was cut, and why. The
+// cut is the request's reason even over a refusal recorded before it: the
+// handlers inside saw a broken answer, whose cause is the cut.
+func (d *Decision) Interrupt(by string, status int, reason string) {
+	if d == nil {
+		return
+	}
+	d.InterruptedBy = by
 	d.Status, d.Reason = status, reason
 }
 
@@ -262,6 +281,16 @@ func DecisionFrom(r *http.Request) *Decision {
 	d, _ := r.Context().Value(decisionKey{}).(*Decision)
 	return d
 }
+
+// Values of Decision.InterruptedBy.
+const (
+	// InterruptedByDisconnect: connector_auth cut the request because its
+	// connection was disconnected while it was in flight.
+	InterruptedByDisconnect = "disconnect"
+	// InterruptedByUnconfirmed: connector_auth cut the request because this
+	// replica could not confirm the connection's state from storage.
+	InterruptedByUnconfirmed = "state_unconfirmed"
+)
 
 // AddRecords adds what record rules decided about a response or a stream.
 // ids beyond MaxRecordIDs in all are counted as omitted.

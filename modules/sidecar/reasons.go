@@ -30,6 +30,10 @@ const (
 	ReasonIssuerNotAllowedForTenant = "issuer_not_allowed_for_tenant"
 	ReasonConnectorDisconnected     = "connector_disconnected"
 
+	// connector_auth (connector_disconnected above is also theirs)
+	ReasonConnectorReauthorizationRequired = "connector_reauthorization_required"
+	ReasonConnectorTokenUnavailable        = "connector_token_unavailable"
+
 	// scope_trim
 	ReasonNoPolicy            = "no_policy"
 	ReasonUpgradeRefused      = "upgrade_refused"
