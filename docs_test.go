@@ -8,7 +8,6 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -554,24 +553,5 @@ func TestDocsNameRealFilesAndTests(t *testing.T) {
 	}
 	if paths < 10 || tests < 5 {
 		t.Fatalf("checked only %d paths and %d test names", paths, tests)
-	}
-}
-
-// TestXcaddyBuildHasNoDemo: what the README says of the xcaddy build. xcaddy
-// imports this repository's top package (plugins.go), which must link every
-// module and the audit commands but not the demo or the development issuer.
-func TestXcaddyBuildHasNoDemo(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
-	deps := strings.Fields(string(out))
-	for _, pkg := range []string{modulePath + "/internal/demo", modulePath + "/internal/devidp", modulePath + "/internal/democrm"} {
-		if slices.Contains(deps, pkg) {
-			t.Errorf("the xcaddy build would link %s", pkg)
-		}
-	}
-	if !slices.Contains(deps, modulePath+"/modules/auditlog") {
-		t.Error("the xcaddy build would not link audit_log and its audit commands")
 	}
 }

@@ -108,25 +108,42 @@ func importsOf(t *testing.T, file string) []string {
 	return paths
 }
 
-// TestProductionBuildLeavesOutTheDemo checks that the nodemo build (the
-// Dockerfile's and CI's static build) links neither the demo command nor the
-// development OIDC issuer that mints tokens, and that the default build,
-// which `go run ./cmd/privacy-sidecar demo` uses, has both.
-func TestProductionBuildLeavesOutTheDemo(t *testing.T) {
-	devOnly := []string{modulePath + "/internal/demo", modulePath + "/internal/devidp", modulePath + "/internal/democrm"}
+// devOnlyPackages are the demo command and what only it uses: the
+// development OIDC issuer that mints tokens, the sample connector and its
+// authorization server.
+var devOnlyPackages = []string{
+	modulePath + "/internal/demo",
+	modulePath + "/internal/devidp",
+	modulePath + "/internal/democrm",
+	modulePath + "/internal/demooauth",
+}
+
+// TestProductionBuildsLeaveOutTheDemo checks what the README says of each
+// build: `go build ./cmd/privacy-sidecar` (what `go run ... demo` uses) links
+// the demo; -tags nodemo (the Dockerfile's and CI's static build) and the
+// xcaddy build (which imports this repository's top package, plugins.go)
+// link every module and the audit commands but nothing that can mint tokens.
+func TestProductionBuildsLeaveOutTheDemo(t *testing.T) {
 	for _, tc := range []struct {
-		tags string
-		want bool
-	}{{"", true}, {"nodemo", false}} {
-		out, err := exec.Command("go", "list", "-deps", "-tags", tc.tags, "./cmd/privacy-sidecar").CombinedOutput()
+		name, tags, pkg string
+		demo            bool
+	}{
+		{"default build", "", "./cmd/privacy-sidecar", true},
+		{"nodemo build", "nodemo", "./cmd/privacy-sidecar", false},
+		{"xcaddy build", "", ".", false},
+	} {
+		out, err := exec.Command("go", "list", "-deps", "-tags", tc.tags, tc.pkg).CombinedOutput()
 		if err != nil {
-			t.Fatalf("go list -tags %q: %v\n%s", tc.tags, err, out)
+			t.Fatalf("%s: go list: %v\n%s", tc.name, err, out)
 		}
 		deps := strings.Fields(string(out))
-		for _, pkg := range devOnly {
-			if got := slices.Contains(deps, pkg); got != tc.want {
-				t.Errorf("build tags %q: links %s = %v, want %v", tc.tags, pkg, got, tc.want)
+		for _, pkg := range devOnlyPackages {
+			if got := slices.Contains(deps, pkg); got != tc.demo {
+				t.Errorf("%s: links %s = %v, want %v", tc.name, pkg, got, tc.demo)
 			}
+		}
+		if !slices.Contains(deps, modulePath+"/modules/auditlog") {
+			t.Errorf("%s: does not link audit_log and its audit commands", tc.name)
 		}
 	}
 }
