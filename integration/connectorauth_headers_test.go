@@ -106,3 +106,20 @@ func TestConnectorAuthConnectionHeaderCannotStripTheToken(t *testing.T) {
 		t.Fatal("no audit record lists the Connection token as a spoofed header")
 	}
 }
+
+// TestConnectorAuthTokenPassesRequestAllowlist: scope_trim's request_headers
+// allowlist always forwards the headers the sidecar set from verified data;
+// the tenant's access token that connector_auth injects is one of them, so
+// an allowlist that does not name Authorization still lets it through (and
+// the caller's own never).
+func TestConnectorAuthTokenPassesRequestAllowlist(t *testing.T) {
+	w, sc := startConnectorHeaders(t)
+	resp, body := w.get(t, sc, "/v1/contacts")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "Maria Lindqvist") {
+		t.Fatalf("under request_headers: %d %s", resp.StatusCode, body)
+	}
+	got := w.crm.received()
+	if len(got) != 1 || !w.op.accessTokenValid(got[0]) {
+		t.Fatalf("the connector got tokens %q, want the tenant's", got)
+	}
+}

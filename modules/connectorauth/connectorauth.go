@@ -285,6 +285,7 @@ func (m *ConnectorAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 		return m.refuse(w, r, refusal.Status, refusal.Reason, refusal.Detail)
 	}
 	r.Header[m.headerKey] = lease.Header
+	d.AddVerifiedHeader(m.headerKey) // scope_trim's request_headers allowlist forwards it
 
 	ctx, cancel := context.WithCancelCause(r.Context())
 	stop := context.AfterFunc(lease.Live, func() { cancel(context.Cause(lease.Live)) })

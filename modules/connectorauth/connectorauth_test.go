@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -172,6 +173,9 @@ func TestInjectsTheTenantsTokenNotTheCallers(t *testing.T) {
 	}
 	if len(d.SpoofedHeaders) == 0 {
 		t.Error("disguised copies of the token header were not recorded")
+	}
+	if !slices.Contains(d.VerifiedHeaders, "X-Crm-Token") {
+		t.Errorf("verified headers %q lack the token header: scope_trim's request_headers would drop it", d.VerifiedHeaders)
 	}
 }
 
