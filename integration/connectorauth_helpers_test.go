@@ -307,8 +307,15 @@ func newConnectorWorld(t *testing.T, lifetime time.Duration) *connectorWorld {
 // start runs one more sidecar replica on the shared storage.
 func (w *connectorWorld) start(t *testing.T) *Sidecar {
 	t.Helper()
+	return w.startConfig(t, "caddyfiles/test/connector_auth.Caddyfile")
+}
+
+// startConfig is start with another Caddyfile, which reads the same
+// environment as caddyfiles/test/connector_auth.Caddyfile.
+func (w *connectorWorld) startConfig(t *testing.T, caddyfile string) *Sidecar {
+	t.Helper()
 	audit := filepath.Join(w.dir, fmt.Sprintf("audit-%d.jsonl", len(w.sidecars)))
-	sc := StartSidecar(t, "caddyfiles/test/connector_auth.Caddyfile", map[string]string{
+	sc := StartSidecar(t, caddyfile, map[string]string{
 		"STORAGE_DIR":             w.storage,
 		"AUDIT_FILE":              audit,
 		"AUDIT_KEY":               auditKey,

@@ -184,13 +184,20 @@ func (c *Connector) Disconnect(ctx context.Context, tenant string) (*Receipt, er
 	}
 
 	// 2. Wait for a refresh in progress on any replica, then read the
-	// newest credential (it may have been rotated meanwhile).
+	// newest credential (it may have been rotated meanwhile). A connect
+	// that came in between started a newer generation: that one is not
+	// this disconnect's to end, and its credential is not revoked.
 	if unlock, lerr := st.lock(ctx, tenant, c.Name); lerr != nil {
 		c.logger.Warn("disconnecting without the connection's storage lock", zap.String("tenant", tenant), zap.Error(lerr))
 	} else {
 		defer unlock()
-		if latest, _, lerr := st.load(ctx, c.keys, tenant, c.Name); lerr == nil && latest != nil {
+	}
+	superseded := false
+	if latest, _, lerr := st.load(ctx, c.keys, tenant, c.Name); lerr == nil && latest != nil {
+		if conn != nil && latest.Generation == conn.Generation {
 			conn = latest
+		} else {
+			superseded = true
 		}
 	}
 
@@ -217,9 +224,10 @@ func (c *Connector) Disconnect(ctx context.Context, tenant string) (*Receipt, er
 		revoke(cached.value, hintAccessToken)
 	}
 
-	// 4. Delete the credential: the record stays, disconnected, without it.
+	// 4. Delete the credential: the record stays, disconnected, without it
+	// (a newer generation's record replaced it already).
 	r.Deleted = true
-	if conn != nil && (conn.Credential != nil || conn.State != StateDisconnected) {
+	if conn != nil && !superseded && (conn.Credential != nil || conn.State != StateDisconnected) {
 		conn.State, conn.Credential, conn.DisconnectedAt, conn.LastError = StateDisconnected, nil, now, ""
 		if err := st.saveRecord(ctx, c.keys, conn); err != nil {
 			r.Deleted = false

@@ -111,11 +111,14 @@ type ConnectorAuth struct {
 	// refreshing with one token would lose the connection.
 	ReusableRefreshTokens bool `json:"reusable_refresh_tokens,omitempty"`
 
-	headerKey  string
-	conn       *Connector
-	mgr        *Manager
-	unregister func()
-	logger     *zap.Logger
+	headerKey string
+	// credentials are Authorization and the token header, under the
+	// sidecar's folding rule: no caller copy of either reaches the connector.
+	credentials *sidecar.HeaderNames
+	conn        *Connector
+	mgr         *Manager
+	unregister  func()
+	logger      *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -134,6 +137,7 @@ func (m *ConnectorAuth) Provision(ctx caddy.Context) error {
 		m.Header = DefaultHeader
 	}
 	m.headerKey = http.CanonicalHeaderKey(m.Header)
+	m.credentials = sidecar.NewHeaderNames("Authorization", m.headerKey)
 	if err := m.checkConfig(); err != nil {
 		return err
 	}
@@ -281,6 +285,7 @@ func (m *ConnectorAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 		return m.refuse(w, r, refusal.Status, refusal.Reason, refusal.Detail)
 	}
 	r.Header[m.headerKey] = lease.Header
+	d.AddVerifiedHeader(m.headerKey) // scope_trim's request_headers allowlist forwards it
 
 	ctx, cancel := context.WithCancelCause(r.Context())
 	stop := context.AfterFunc(lease.Live, func() { cancel(context.Cause(lease.Live)) })
@@ -324,13 +329,14 @@ func (m *ConnectorAuth) refuse(w http.ResponseWriter, r *http.Request, status in
 
 // removeCallerCredentials removes the caller's Authorization header and
 // every header that names the token header, in any spelling, from the
-// headers and trailers: the connector receives only the tenant's token.
+// headers and trailers, and the Connection tokens that name either: the
+// connector receives only the tenant's token, which reverse_proxy would
+// otherwise strip when the client names it in Connection (RFC 9110 7.6.1,
+// reverseproxy.go removeConnectionHeaders), also on a route without
+// scope_trim.
 func (m *ConnectorAuth) removeCallerCredentials(r *http.Request, d *sidecar.Decision) {
-	matches := func(name string) bool {
-		return sameHeaderName(name, "Authorization") || sameHeaderName(name, m.headerKey)
-	}
 	for name := range r.Header {
-		if !matches(name) {
+		if !m.credentials.Matches(name) {
 			continue
 		}
 		if name != "Authorization" && name != m.headerKey {
@@ -338,31 +344,8 @@ func (m *ConnectorAuth) removeCallerCredentials(r *http.Request, d *sidecar.Deci
 		}
 		delete(r.Header, name)
 	}
-	sidecar.ScrubTrailers(r, matches)
-}
-
-// sameHeaderName reports whether a and b name the same header once case is
-// ignored and '_' and '.' are read as '-', as CGI-style servers read them.
-func sameHeaderName(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		if fold(a[i]) != fold(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func fold(c byte) byte {
-	switch {
-	case c >= 'A' && c <= 'Z':
-		return c + 'a' - 'A'
-	case c == '_' || c == '.':
-		return '-'
-	}
-	return c
+	m.credentials.CleanConnection(r.Header, d)
+	m.credentials.ScrubTrailers(r)
 }
 
 // retryAfter is d in whole seconds, rounded up, for Retry-After.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -80,6 +81,7 @@ func handler(t testing.TB, srv *tokenServer, header string) *ConnectorAuth {
 		m.Header = DefaultHeader
 	}
 	m.headerKey = http.CanonicalHeaderKey(m.Header)
+	m.credentials = sidecar.NewHeaderNames("Authorization", m.headerKey)
 	return m
 }
 
@@ -138,7 +140,8 @@ func TestInjectsTheTenantsTokenNotTheCallers(t *testing.T) {
 		t.Fatal(err)
 	}
 	caller := "caller-token-must-not-reach-the-connector"
-	r, d := request("acme", "crm", "Authorization: Bearer "+caller, "X_Crm_Token: "+caller, "X-Crm-Token: "+caller, "x.crm.token: "+caller)
+	r, d := request("acme", "crm", "Authorization: Bearer "+caller, "X_Crm_Token: "+caller, "X-Crm-Token: "+caller, "x.crm.token: "+caller,
+		"Connection: keep-alive, x_crm_token", "Connection: Authorization")
 	r.Trailer = http.Header{"Authorization": {caller}}
 	next := &recordingNext{body: `{}`}
 	w := httptest.NewRecorder()
@@ -161,11 +164,18 @@ func TestInjectsTheTenantsTokenNotTheCallers(t *testing.T) {
 	if len(next.got["X-Crm-Token"]) != 1 {
 		t.Errorf("X-Crm-Token appears %d times", len(next.got["X-Crm-Token"]))
 	}
+	// reverse_proxy deletes the headers Connection names (RFC 9110 7.6.1)
+	if got := next.got["Connection"]; len(got) != 1 || got[0] != "keep-alive" {
+		t.Errorf("Connection = %q: it still names the token header, which reverse_proxy would strip", got)
+	}
 	if _, ok := r.Trailer["Authorization"]; ok {
 		t.Error("the Authorization trailer was not removed")
 	}
 	if len(d.SpoofedHeaders) == 0 {
 		t.Error("disguised copies of the token header were not recorded")
+	}
+	if !slices.Contains(d.VerifiedHeaders, "X-Crm-Token") {
+		t.Errorf("verified headers %q lack the token header: scope_trim's request_headers would drop it", d.VerifiedHeaders)
 	}
 }
 

@@ -57,7 +57,8 @@ var overrideHeaders = sidecar.NewHeaderNames(
 
 // defaultRequestHeaders always reach the connector under a request_headers
 // allowlist, with the headers the sidecar set from verified data (oidc_auth's
-// forward_header, the tenant header, Authorization with forward_token).
+// forward_header, the tenant header, Authorization with forward_token,
+// connector_auth's token header).
 var defaultRequestHeaders = map[string]bool{
 	"Accept": true, "Accept-Encoding": true, // scope_trim rewrites Accept-Encoding to identity
 	"Content-Type": true, "Content-Length": true, // a write's body framing

@@ -354,12 +354,22 @@ func (tw *trimWriter) releaseRecords(t *trimmer) bool {
 }
 
 // hidesMissingRecord reports whether the upstream's answer is a "not found"
-// for one record: on an endpoint whose answer is one record, it is answered
-// as a withheld record is, so that a client cannot tell a record it may not
-// see from one that does not exist.
+// for one record, or a read's answer without the record to judge (304, 204,
+// 205: prepareUpstreamRequest removes the preconditions that ask for a 304,
+// but a connector may send one unasked): on an endpoint whose answer is one
+// record, it is answered as a withheld record is, so that a client cannot
+// tell a record it may not see from one that does not exist.
 func (tw *trimWriter) hidesMissingRecord() bool {
-	return tw.ep.records != nil && tw.ep.records.single &&
-		(tw.status == http.StatusNotFound || tw.status == http.StatusGone)
+	if tw.ep.records == nil || !tw.ep.records.single {
+		return false
+	}
+	switch tw.status {
+	case http.StatusNotFound, http.StatusGone:
+		return true
+	case http.StatusNotModified, http.StatusNoContent, http.StatusResetContent:
+		return tw.r.Method == http.MethodGet || tw.r.Method == http.MethodHead
+	}
+	return false
 }
 
 // recordNotVisible answers 404 record_not_visible: the same problem for a

@@ -19,13 +19,18 @@ func scrubOverrides(r *http.Request) {
 
 // prepareUpstreamRequest returns the request to proxy: HEAD becomes GET (the
 // trimmed length is only known from the body), the upstream is asked for an
-// identity encoding, and ranges are removed (a part of a document cannot be
-// trimmed). The Connection header is removed so that a client cannot name
+// identity encoding, ranges are removed (a part of a document cannot be
+// trimmed), and so are the preconditions of a read on an endpoint with
+// record rules (an answer without its records cannot be judged). The Connection header is removed so that a client cannot name
 // Accept-Encoding (or a verified header) in it and have the proxy strip ours.
 // Under a request_headers allowlist, only the allowed headers remain.
 //
 // The client's request itself keeps its headers: handlers before scope_trim
 // (encode) still read its Accept-Encoding.
+// conditionalHeaders are the preconditions of RFC 9110 section 13.1 but
+// If-Range, which goes with Range.
+var conditionalHeaders = []string{"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"}
+
 func prepareUpstreamRequest(r *http.Request, ep *endpoint) *http.Request {
 	r2 := r.WithContext(r.Context())
 	r2.Header = r.Header.Clone()
@@ -38,6 +43,15 @@ func prepareUpstreamRequest(r *http.Request, ep *endpoint) *http.Request {
 	delete(r2.Header, "Range")
 	delete(r2.Header, "If-Range")
 	delete(r2.Header, "Connection")
+	if ep.records != nil && r2.Method == http.MethodGet {
+		// A precondition lets the connector answer without the record
+		// (304, 412), which the record rules cannot judge: an existing
+		// record the caller may not see would answer otherwise than a
+		// missing one.
+		for _, k := range conditionalHeaders {
+			delete(r2.Header, k)
+		}
+	}
 	if allow := ep.headers.request; allow != nil {
 		verified := sidecar.DecisionFrom(r).VerifiedHeaders
 		for k := range r2.Header {

@@ -38,7 +38,7 @@ func (tw *trimWriter) finish(err error, aborted bool) error {
 		}
 	}
 	success := tw.status >= 200 && tw.status <= 299
-	if !success && tw.hidesMissingRecord() {
+	if tw.hidesMissingRecord() {
 		return tw.recordNotVisible()
 	}
 	if aborted || err != nil {

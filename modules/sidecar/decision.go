@@ -58,7 +58,8 @@ type Decision struct {
 	HeadersRemovedOmitted int
 	// VerifiedHeaders names the request headers whose values a sidecar
 	// module set from verified data (oidc_auth's forward_header, the tenant
-	// header): scope_trim's request_headers allowlist always forwards them.
+	// header, connector_auth's token header): scope_trim's request_headers
+	// allowlist always forwards them.
 	// Not audited: the record has the identity and the tenant themselves.
 	VerifiedHeaders []string
 
