@@ -81,7 +81,9 @@ func (tw *trimWriter) WriteHeader(status int) {
 		return // informational answers (103 Early Hints) are not forwarded
 	}
 	tw.status = status
-	tw.snapshot = tw.header.Clone()
+	// what the chain sets from here on goes to a new map and is never
+	// judged or sent (trailers): the snapshot is what was set by now
+	tw.snapshot, tw.header = tw.header, make(http.Header)
 	h := tw.snapshot
 	ct := h.Get("Content-Type")
 	media, _, _ := mime.ParseMediaType(ct)

@@ -73,9 +73,13 @@ func (id *Identity) Claim(path string) (any, bool) {
 type identityKey struct{}
 
 // WithIdentity returns r carrying the verified identity for later handlers.
+// The identity goes into the request's decision record when there is one
+// (oidc_auth always makes one): a second request copy and context value on
+// every request cost more than the lookup saves.
 func WithIdentity(r *http.Request, id *Identity) *http.Request {
 	if d := DecisionFrom(r); d != nil {
 		d.Identity = id
+		return r
 	}
 	return r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
 }
@@ -83,6 +87,9 @@ func WithIdentity(r *http.Request, id *Identity) *http.Request {
 // IdentityFrom returns the verified identity that oidc_auth put in the
 // request, or nil when there is none (oidc_auth missing or misordered).
 func IdentityFrom(r *http.Request) *Identity {
+	if d := DecisionFrom(r); d != nil && d.Identity != nil {
+		return d.Identity
+	}
 	id, _ := r.Context().Value(identityKey{}).(*Identity)
 	return id
 }
