@@ -198,7 +198,7 @@ func (s *ndjsonStream) record(line []byte) error {
 		s.t.markCounts()
 	}
 	batch := len(s.t.out)
-	out, err := s.t.trim(s.t.out, line, s.tw.ep.root)
+	out, err := s.t.trimNext(s.t.out, line, s.tw.ep.root)
 	// what was trimmed of a refused line before its error is dropped too
 	s.t.out = out[:batch]
 	if err == nil && lineRecord && !s.t.rec.rootReleased {
