@@ -16,10 +16,17 @@ import (
 )
 
 // ndjsonStream trims an NDJSON answer record by record as it arrives.
-// Memory is bounded by the largest record (at most max_body). The status and
-// headers are sent with the first trimmed record, so a stream whose first
-// record is bad is still refused with a 502; a bad record later ends the
-// stream: the connection is aborted and the record never sent.
+// Memory is bounded by the largest record (at most max_body) plus one write
+// of the proxy and one batch of trimmed records. The status and headers are
+// sent with the first trimmed record, so a stream whose first record is bad
+// is still refused with a 502; a bad record later ends the stream: the
+// records before it are sent, the connection is aborted and the record and
+// everything after it is never sent.
+//
+// The trimmed records of one write of the proxy go to the client as one
+// write (see maxBatch), and are flushed once: a write per record costs the
+// client's connection a deadline update and, every few kilobytes, a system
+// call, which made per-record writes the stream's largest cost.
 //
 // A gzip or zstd stream is decoded as it arrives: the proxy's writes go into
 // a pipe, and one goroutine decodes and trims. The handler's goroutine only
@@ -31,6 +38,7 @@ type ndjsonStream struct {
 	pending  []byte
 	searched int // pending[:searched] holds no newline
 	records  int
+	batched  int // trimmed records in t.out, not yet sent
 
 	failed               bool
 	failReason, failText string
@@ -118,13 +126,20 @@ func (s *ndjsonStream) write(p []byte) error {
 	return s.feed(p)
 }
 
-// feed splits decoded bytes into records and trims each complete one.
+// maxBatch is the size of trimmed records above which a batch is sent
+// before the proxy's write is done: the records of one 32 KiB write
+// (reverse_proxy's buffer) fit, and a larger write, or values that
+// transforms lengthen, cannot make the batch grow without bound.
+const maxBatch = 64 << 10
+
+// feed splits decoded bytes into records, trims each complete one and sends
+// them together.
 func (s *ndjsonStream) feed(p []byte) error {
 	if s.failed {
 		return errRefused
 	}
 	s.pending = append(s.pending, p...)
-	wrote := false
+	sent := false
 	start := 0 // the first byte of pending not yet trimmed
 	for {
 		i := bytes.IndexByte(s.pending[s.searched:], '\n')
@@ -133,11 +148,31 @@ func (s *ndjsonStream) feed(p []byte) error {
 		}
 		end := s.searched + i
 		if err := s.record(s.pending[start:end]); err != nil {
+			// the records before this one are good: let the client have them
+			if s.send() == nil && s.tw.sent {
+				_ = http.NewResponseController(s.tw.ResponseWriter).Flush()
+			}
 			return err
 		}
-		wrote = true
 		start = end + 1
 		s.searched = start
+		if len(s.t.out) >= maxBatch {
+			if err := s.send(); err != nil {
+				return err
+			}
+			sent = true
+		}
+	}
+	if s.batched > 0 {
+		if err := s.send(); err != nil {
+			return err
+		}
+		sent = true
+	}
+	if sent {
+		// once per write of the proxy, which flushes after each write of
+		// a body without Content-Length (reverseproxy.Handler.flushInterval)
+		_ = http.NewResponseController(s.tw.ResponseWriter).Flush()
 	}
 	// Move the incomplete last record down once per write, not the rest of
 	// the buffer once per record (quadratic in records per write).
@@ -148,24 +183,24 @@ func (s *ndjsonStream) feed(p []byte) error {
 	if int64(len(s.pending)) > s.tw.m.MaxBody {
 		return s.fail(sidecar.ReasonUpstreamTooLarge, "an NDJSON record is larger than max_body")
 	}
-	if wrote && s.tw.sent {
-		_ = http.NewResponseController(s.tw.ResponseWriter).Flush()
-	}
 	return nil
 }
 
-// record trims one line and sends it.
+// record trims one line and adds it to the batch in t.out (see send). A
+// line that is refused or withheld leaves the batch as it was.
 func (s *ndjsonStream) record(line []byte) error {
 	s.records++
-	if len(bytes.TrimLeft(line, " \t\r")) == 0 {
+	if blank(line) {
 		return nil // blank lines carry nothing
 	}
 	lineRecord := s.t.rec != nil && s.t.rec.rules.single
 	if lineRecord {
 		s.t.markCounts()
 	}
-	out, err := s.t.trim(s.t.out[:0], line, s.tw.ep.root)
-	s.t.out = out
+	batch := len(s.t.out)
+	out, err := s.t.trimNext(s.t.out, line, s.tw.ep.root)
+	// what was trimmed of a refused line before its error is dropped too
+	s.t.out = out[:batch]
 	if err == nil && lineRecord && !s.t.rec.rootReleased {
 		s.t.restoreCounts() // a withheld line is left out, with what it withheld
 		return nil
@@ -188,24 +223,46 @@ func (s *ndjsonStream) record(line []byte) error {
 	if s.tw.r.Method == http.MethodHead {
 		return nil
 	}
-	s.t.out = append(s.t.out, '\n')
-	if _, err := s.tw.ResponseWriter.Write(s.t.out); err != nil {
+	s.t.out = append(out, '\n')
+	s.batched++
+	return nil
+}
+
+// blank reports whether line holds only spaces, tabs and carriage
+// returns; a plain loop, as most lines fail at their first byte.
+func blank(line []byte) bool {
+	for _, c := range line {
+		if c != ' ' && c != '\t' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
+// send writes the batch of trimmed records to the client in one write.
+func (s *ndjsonStream) send() error {
+	if s.batched == 0 {
+		return nil
+	}
+	n := s.batched
+	s.batched = 0
+	batch := s.t.out
+	s.t.out = s.t.out[:0]
+	if _, err := s.tw.ResponseWriter.Write(batch); err != nil {
 		s.audit.clientGone = true
 		return err
 	}
-	s.audit.sent()
+	s.audit.sent(n)
 	return nil
 }
 
 // fail ends the stream. What it means for the client (a refusal before
 // anything was sent, an aborted connection after) is decided by finish.
+// The good records before the failure are sent and flushed by the caller
+// (feed, finish): every other failure comes after a feed that flushed.
 func (s *ndjsonStream) fail(reason, detail string) error {
 	if !s.failed {
 		s.failed, s.failReason, s.failText = true, reason, detail
-	}
-	if s.tw.sent {
-		// the records before this one are good: let the client have them
-		_ = http.NewResponseController(s.tw.ResponseWriter).Flush()
 	}
 	return errRefused
 }
@@ -242,7 +299,9 @@ func (s *ndjsonStream) finish(err error, aborted bool) error {
 		s.t.removed = 0
 	}()
 	if !s.failed && err == nil && !aborted && len(s.pending) > 0 {
-		_ = s.record(s.pending)
+		if s.record(s.pending) == nil {
+			_ = s.send() // the handler's return ends the response
+		}
 	}
 	if !s.failed && (err != nil || aborted) {
 		_ = s.fail(sidecar.ReasonUpstreamError, "the upstream stream ended before it was complete")

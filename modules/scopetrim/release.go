@@ -74,10 +74,10 @@ func (a *streamAudit) start(tw *trimWriter) bool {
 	return true
 }
 
-// sent counts one record released to the client.
-func (a *streamAudit) sent() {
+// sent counts n records released to the client.
+func (a *streamAudit) sent(n int) {
 	if a.d != nil {
-		a.d.StreamRecords++
+		a.d.StreamRecords += n
 	}
 }
 

@@ -46,6 +46,25 @@ type shapeKey struct {
 // records rarely descend more than a few levels.
 const maxShapes = 8
 
+// maxShapeArena bounds the key copies that shapes kept across the
+// documents of a stream hold (see trimNext).
+const maxShapeArena = 16 << 10
+
+// shapeContext is what the decisions shapes hold depend on besides the
+// node: the policy (through its root), the caller's scopes and whether
+// records are judged (decide).
+type shapeContext struct {
+	root *node
+	mask uint64
+	rec  bool
+}
+
+// forgetShapes drops every shape. Busy flags need no reset: every shape in
+// use is released by the object that took it, even when trimming fails.
+func (t *trimmer) forgetShapes() {
+	t.nShapes, t.shapeArena, t.shapesFor = 0, t.shapeArena[:0], shapeContext{}
+}
+
 // shapeFor returns the free shape for objects at n, or nil.
 func (t *trimmer) shapeFor(n *node, inherited transform) *shape {
 	for i := range t.shapes[:t.nShapes] {

@@ -27,10 +27,12 @@ type trimmer struct {
 	removed  int
 
 	// shapes remember the keys of the last object seen at a node; see
-	// shape. They are only valid during one trim: nShapes is reset by it.
+	// shape. They are valid for one trim, or for the documents trimNext
+	// trims under the same root, mask and record filter (shapesFor).
 	shapes     [maxShapes]shape
 	nShapes    int
 	shapeArena []byte
+	shapesFor  shapeContext
 
 	// rec judges records (an endpoint with record rules, 2xx answers
 	// only); nil otherwise. It points at recState.
@@ -50,8 +52,6 @@ const (
 	dTransform
 )
 
-// trim appends to dst the trimmed form of the JSON document src. On error
-// dst may hold partial output that the caller must discard.
 // forget zeroes what the trimmer still holds of the last document (its
 // output, transformed values, keys copied out of it) and drops its
 // references to the body: a pooled trimmer keeps nothing of the data that
@@ -62,6 +62,7 @@ func (t *trimmer) forget() {
 	clear(t.scratch[:cap(t.scratch)])
 	clear(t.arena[:cap(t.arena)])
 	clear(t.shapeArena[:cap(t.shapeArena)])
+	t.forgetShapes()
 	clear(t.keys[:cap(t.keys)])
 	for _, set := range t.sets[:cap(t.sets)] {
 		clear(set)
@@ -69,10 +70,33 @@ func (t *trimmer) forget() {
 	t.src = nil
 }
 
+// trim appends to dst the trimmed form of the JSON document src. On error
+// dst may hold partial output that the caller must discard.
 func (t *trimmer) trim(dst, src []byte, root *node) ([]byte, error) {
+	t.forgetShapes()
+	return t.document(dst, src, root)
+}
+
+// trimNext is trim for the next document of a stream, such as the next
+// line of an NDJSON answer: the shapes learned from the documents before
+// it are kept, as trim keeps those of an array's earlier elements, so that
+// records repeating their keys in one order are not learned anew each
+// time. Shapes learned under another root, mask or record filter are
+// dropped (their decisions would be another caller's), and so are shapes
+// whose copies of keys outgrew maxShapeArena (records whose keys keep
+// changing would otherwise grow it with the stream).
+func (t *trimmer) trimNext(dst, src []byte, root *node) ([]byte, error) {
+	if ctx := (shapeContext{root: root, mask: t.mask, rec: t.rec != nil}); ctx != t.shapesFor || len(t.shapeArena) > maxShapeArena {
+		t.forgetShapes()
+		t.shapesFor = ctx
+	}
+	return t.document(dst, src, root)
+}
+
+// document trims src with the shapes the trimmer holds.
+func (t *trimmer) document(dst, src []byte, root *node) ([]byte, error) {
 	t.reset(src)
 	t.out = dst
-	t.nShapes, t.shapeArena = 0, t.shapeArena[:0]
 	t.ws()
 	if t.pos >= len(src) {
 		t.fail(sidecar.ReasonUpstreamInvalidJSON, "empty body")
