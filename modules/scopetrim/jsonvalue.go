@@ -22,6 +22,9 @@ import (
 // bool, null to null, objects to jsonObject, arrays to a list.
 type jsonObject struct {
 	raw []byte
+	// members are raw's members, when raw is a record the trimmer walked;
+	// see recordMembers.
+	members *recordMembers
 }
 
 // view is raw as a string without a copy, for gjson. Nothing read through it
@@ -53,6 +56,13 @@ func (o *jsonObject) Find(key ref.Val) (ref.Val, bool) {
 	k, ok := key.(types.String)
 	if !ok {
 		return nil, false
+	}
+	if o.members != nil {
+		raw, found := o.members.find(o.raw, string(k))
+		if !found {
+			return nil, false
+		}
+		return memberValue(raw), true
 	}
 	res := o.lookup(string(k))
 	if !res.Exists() {
