@@ -23,8 +23,12 @@ import (
 type jsonObject struct {
 	raw []byte
 	// members are raw's members, when raw is a record the trimmer walked;
-	// see recordMembers.
+	// see recordMembers. lastKey and lastVal are the member read last:
+	// rules often read one member twice (record.owner_id == claims.x ||
+	// record.owner_id in claims.team).
 	members *recordMembers
+	lastKey string
+	lastVal ref.Val
 }
 
 // view is raw as a string without a copy, for gjson. Nothing read through it
@@ -58,11 +62,15 @@ func (o *jsonObject) Find(key ref.Val) (ref.Val, bool) {
 		return nil, false
 	}
 	if o.members != nil {
+		if o.lastVal != nil && o.lastKey == string(k) {
+			return o.lastVal, true
+		}
 		raw, found := o.members.find(o.raw, string(k))
 		if !found {
 			return nil, false
 		}
-		return memberValue(raw), true
+		o.lastKey, o.lastVal = string(k), memberValue(raw)
+		return o.lastVal, true
 	}
 	res := o.lookup(string(k))
 	if !res.Exists() {
@@ -239,6 +247,11 @@ func (c *claimsMap) Find(key ref.Val) (ref.Val, bool) {
 		return nil, false
 	}
 	v := types.DefaultTypeAdapter.NativeToValue(raw)
+	if l, ok := v.(traits.Lister); ok {
+		if elems, ok := raw.([]any); ok {
+			v = newClaimList(l, elems)
+		}
+	}
 	if c.cache == nil {
 		c.cache = make(map[string]ref.Val, 4)
 	}
@@ -276,3 +289,32 @@ func (c *claimsMap) ConvertToNative(typeDesc reflect.Type) (any, error) {
 func (c *claimsMap) ConvertToType(typeVal ref.Type) ref.Val { return c.all().ConvertToType(typeVal) }
 
 var _ traits.Mapper = (*claimsMap)(nil)
+
+// claimList is a list claim (crm_team) whose elements are converted once
+// per caller: CEL's list over []any converts each element at every
+// Contains, that is for every record a rule like record.owner_id in
+// claims.crm_team reads. Everything but Contains is the list CEL made.
+type claimList struct {
+	traits.Lister
+	elems []ref.Val
+}
+
+func newClaimList(l traits.Lister, raw []any) *claimList {
+	elems := make([]ref.Val, len(raw))
+	for i, e := range raw {
+		elems[i] = types.DefaultTypeAdapter.NativeToValue(e)
+	}
+	return &claimList{Lister: l, elems: elems}
+}
+
+// Contains implements traits.Container as the list CEL made does
+// (types.baseList.Contains): true when an element equals elem, else false,
+// errors included.
+func (c *claimList) Contains(elem ref.Val) ref.Val {
+	for _, v := range c.elems {
+		if b, ok := elem.Equal(v).(types.Bool); ok && b == types.True {
+			return types.True
+		}
+	}
+	return types.False
+}
