@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unsafe"
 
 	"cel.dev/cel-go/common/types"
 	"github.com/tidwall/gjson"
@@ -154,7 +155,11 @@ type recordFilter struct {
 	rootReleased bool
 	ids          []string
 	idsOmitted   int
-	failures     int // rule evaluations that failed (counted as false)
+	// idBytes holds the ids' bytes: the ids are strings over it, so it is
+	// only ever appended to, never written over, and a new one is started
+	// for each response (the decision record keeps the ids).
+	idBytes  []byte
+	failures int // rule evaluations that failed (counted as false)
 
 	// members are the record's members as the trimmer read them
 	members recordMembers
@@ -240,13 +245,28 @@ func (f *recordFilter) judge(span []byte) bool {
 	}
 	switch res.Type {
 	case gjson.String:
-		f.ids = append(f.ids, strings.Clone(res.Str))
+		f.ids = append(f.ids, f.keepID(res.Str))
 	case gjson.Number:
-		f.ids = append(f.ids, strings.Clone(res.Raw))
+		f.ids = append(f.ids, f.keepID(res.Raw))
 	default:
 		f.idsOmitted++ // no id, or not a string or number
 	}
 	return true
+}
+
+// keepID copies an id out of the body (zeroed after the response) into
+// idBytes: one allocation for the ids of many records, not one each.
+func (f *recordFilter) keepID(id string) string {
+	if len(id) == 0 {
+		return ""
+	}
+	if cap(f.idBytes)-len(f.idBytes) < len(id) {
+		// a new array; the ids already made keep the old one alive as it is
+		f.idBytes = make([]byte, 0, max(256, 2*len(id), cap(f.idBytes)*2))
+	}
+	start := len(f.idBytes)
+	f.idBytes = append(f.idBytes, id...)
+	return unsafe.String(&f.idBytes[start], len(id))
 }
 
 // report adds the counts and ids to the decision record.

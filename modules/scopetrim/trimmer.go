@@ -39,7 +39,7 @@ type trimmer struct {
 	countMark   []int
 	removedMark int
 	// noteRecord asks the next members call to note the members it reads
-	// in rec, for the rules (see recordMember); it is the record's own.
+	// in rec, for the rules (see recordMembers): it is the record itself.
 	noteRecord bool
 }
 
