@@ -3,6 +3,7 @@ package scopetrim
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"sort"
 	"testing"
 
@@ -175,5 +176,23 @@ func TestClaimListContainsLikeCEL(t *testing.T) {
 	}
 	if !sameValue(ours.Size(), cel.Size()) || ours.Equal(cel) != types.True || cel.Equal(ours) != types.True {
 		t.Fatal("the claim list is not the list CEL made")
+	}
+}
+
+// TestRecordIDsOutliveTheResponse serves two pages with the same handler
+// (its pooled trimmer, its zeroed body buffers): the first decision's ids,
+// kept in the filter's id buffer, are unchanged by the second page, and
+// ids written with escapes or in a record copied whole are read too.
+func TestRecordIDsOutliveTheResponse(t *testing.T) {
+	m := newHandler(t, recordsPolicy, nil)
+	first := serve(t, m, get("/v1/contacts"), rep("contacts:read"), jsonUpstream(200, contactList))
+	ids := slices.Clone(first.decision.RecordIDs)
+	second := serve(t, m, get("/v1/contacts"), rep("contacts:raw"),
+		jsonUpstream(200, `{"data":[{"id":"x\u00e9","owner_id":"u1"},{"id":"zz","owner_id":"u9"},{"id":7,"owner_id":"u1"}]}`))
+	if !slices.Equal(ids, []string{"c1", "c3"}) || !slices.Equal(first.decision.RecordIDs, ids) {
+		t.Fatalf("first page's ids %q, after the second page %q", ids, first.decision.RecordIDs)
+	}
+	if !slices.Equal(second.decision.RecordIDs, []string{"xé", "7"}) {
+		t.Fatalf("ids of records copied whole: %q", second.decision.RecordIDs)
 	}
 }
