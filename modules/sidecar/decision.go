@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"net/http"
+	"slices"
 )
 
 // Decision is what the sidecar decided about one request and why. The first
@@ -302,6 +303,10 @@ func (d *Decision) AddRecords(released, withheld int, ids []string, omitted int)
 	d.RecordsReleased += released
 	d.RecordsWithheld += withheld
 	d.RecordIDsOmitted += omitted
+	if room := MaxRecordIDs - len(d.RecordIDs); room > 0 {
+		// one allocation for a page of ids, not one per doubling
+		d.RecordIDs = slices.Grow(d.RecordIDs, min(room, len(ids)))
+	}
 	for _, id := range ids {
 		if len(d.RecordIDs) >= MaxRecordIDs {
 			d.RecordIDsOmitted++
