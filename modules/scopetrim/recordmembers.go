@@ -29,7 +29,19 @@ type recordMembers struct {
 	// are relative to it, so that they index the record's own bytes.
 	start   int
 	indexed bool
+	// dropped: the record has more members, or longer escaped keys, than
+	// a table holds (maxNotedMembers, maxNotedKeyBytes); it is read with
+	// gjson. A pooled trimmer keeps its table, so a table must stay small
+	// whatever the record.
+	dropped bool
 }
+
+// maxNotedMembers and maxNotedKeyBytes bound a record's table: records
+// have tens of members, and a record beyond either is read with gjson.
+const (
+	maxNotedMembers  = 1024
+	maxNotedKeyBytes = 4096
+)
 
 // recordMember is one member: offsets, not slices, so that noting one is
 // a plain copy (slices would cost a write barrier each while the
@@ -47,7 +59,7 @@ type recordMember struct {
 // is taken for the record.
 func (t *trimmer) startRecord() {
 	m := &t.rec.members
-	m.list, m.keys, m.start, m.indexed = m.list[:0], m.keys[:0], t.pos, false
+	m.list, m.keys, m.start, m.indexed, m.dropped = m.list[:0], m.keys[:0], t.pos, false, false
 	t.noteRecord = t.src[t.pos] == '{'
 }
 
@@ -56,6 +68,10 @@ func (t *trimmer) startRecord() {
 // runs from valueStart to t.pos.
 func (t *trimmer) noteMember(keyStart, keyLen int, key []byte, escaped bool, valueStart int) {
 	m := &t.rec.members
+	if len(m.list) >= maxNotedMembers || escaped && len(m.keys)+len(key) > maxNotedKeyBytes {
+		m.dropped = true
+		return
+	}
 	e := recordMember{
 		keyStart: keyStart + 1 - m.start, keyEnd: keyStart + keyLen - 1 - m.start,
 		valueStart: valueStart - m.start, valueEnd: t.pos - m.start,

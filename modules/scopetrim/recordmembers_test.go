@@ -3,8 +3,10 @@ package scopetrim
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"cel.dev/cel-go/common/types"
@@ -115,6 +117,33 @@ func TestRecordMembersMatchTheRecord(t *testing.T) {
 			t.Fatalf("%q: the record was walked, but its members were not noted", doc)
 		}
 		checkMembers(t, tr, record)
+	}
+}
+
+// TestRecordMembersAreBounded checks that a record with more members, or
+// longer escaped keys, than a table holds is read with gjson: the table,
+// kept by a pooled trimmer, stays small whatever the record.
+func TestRecordMembersAreBounded(t *testing.T) {
+	ep := mustCompile(t, membersPolicy)[0]
+	var many bytes.Buffer
+	many.WriteString(`{"id":"r1"`)
+	for i := range maxNotedMembers + 1 {
+		fmt.Fprintf(&many, `,"k%d":%d`, i, i)
+	}
+	many.WriteString(`,"a":"x"}`)
+	long := `{"\u0061` + strings.Repeat("b", maxNotedKeyBytes) + `":1,"a":"x","id":"r1"}`
+	for _, doc := range []string{many.String(), long} {
+		tr, _, err := trimOneRecord(t, ep, []byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &tr.rec.members
+		if m.indexed || len(m.list) > maxNotedMembers || cap(m.keys) > 2*maxNotedKeyBytes {
+			t.Fatalf("a table of %d members, %d key bytes, indexed %v", len(m.list), cap(m.keys), m.indexed)
+		}
+		if tr.rec.released != 1 || len(tr.rec.ids) != 1 || tr.rec.ids[0] != "r1" {
+			t.Fatalf("the record read with gjson: released %d, ids %q", tr.rec.released, tr.rec.ids)
+		}
 	}
 }
 

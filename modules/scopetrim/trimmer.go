@@ -241,7 +241,7 @@ func (t *trimmer) members(n *node, inherited transform, depth int, sh *shape) {
 				t.out = append(t.out, t.src[runStart:runEnd]...)
 				t.out = append(t.out, '}')
 				if note {
-					t.rec.members.indexed = true
+					t.rec.members.indexed = !t.rec.members.dropped
 				}
 				return
 			}
