@@ -39,7 +39,7 @@ type recordMembers struct {
 // maxNotedMembers and maxNotedKeyBytes bound a record's table: records
 // have tens of members, and a record beyond either is read with gjson.
 const (
-	maxNotedMembers  = 1024
+	maxNotedMembers  = 256
 	maxNotedKeyBytes = 4096
 )
 
