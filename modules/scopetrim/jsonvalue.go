@@ -13,7 +13,8 @@ import (
 )
 
 // jsonObject is a CEL map over the bytes of one JSON object, so that a rule
-// reading record.owner_id costs one gjson lookup in the record's bytes
+// reading record.owner_id costs one lookup in the record's bytes (in the
+// members the trimmer noted, for a record it walked; otherwise with gjson)
 // instead of decoding the record into a map first. The bytes must have been
 // validated by the scanner (gjson does not validate: it reads the first of
 // two equal keys, which the scanner refuses), and they must outlive the
@@ -22,6 +23,13 @@ import (
 // bool, null to null, objects to jsonObject, arrays to a list.
 type jsonObject struct {
 	raw []byte
+	// members are raw's members, when raw is a record the trimmer walked;
+	// see recordMembers. lastKey and lastVal are the member read last:
+	// rules often read one member twice (record.owner_id == claims.x ||
+	// record.owner_id in claims.team).
+	members *recordMembers
+	lastKey string
+	lastVal ref.Val
 }
 
 // view is raw as a string without a copy, for gjson. Nothing read through it
@@ -53,6 +61,17 @@ func (o *jsonObject) Find(key ref.Val) (ref.Val, bool) {
 	k, ok := key.(types.String)
 	if !ok {
 		return nil, false
+	}
+	if o.members != nil {
+		if o.lastVal != nil && o.lastKey == string(k) {
+			return o.lastVal, true
+		}
+		raw, found := o.members.find(o.raw, string(k))
+		if !found {
+			return nil, false
+		}
+		o.lastKey, o.lastVal = string(k), memberValue(raw)
+		return o.lastVal, true
 	}
 	res := o.lookup(string(k))
 	if !res.Exists() {
@@ -229,6 +248,11 @@ func (c *claimsMap) Find(key ref.Val) (ref.Val, bool) {
 		return nil, false
 	}
 	v := types.DefaultTypeAdapter.NativeToValue(raw)
+	if l, ok := v.(traits.Lister); ok {
+		if elems, ok := raw.([]any); ok {
+			v = newClaimList(l, elems)
+		}
+	}
 	if c.cache == nil {
 		c.cache = make(map[string]ref.Val, 4)
 	}
@@ -266,3 +290,32 @@ func (c *claimsMap) ConvertToNative(typeDesc reflect.Type) (any, error) {
 func (c *claimsMap) ConvertToType(typeVal ref.Type) ref.Val { return c.all().ConvertToType(typeVal) }
 
 var _ traits.Mapper = (*claimsMap)(nil)
+
+// claimList is a list claim (crm_team) whose elements are converted once
+// per caller: CEL's list over []any converts each element at every
+// Contains, that is for every record a rule like record.owner_id in
+// claims.crm_team reads. Everything but Contains is the list CEL made.
+type claimList struct {
+	traits.Lister
+	elems []ref.Val
+}
+
+func newClaimList(l traits.Lister, raw []any) *claimList {
+	elems := make([]ref.Val, len(raw))
+	for i, e := range raw {
+		elems[i] = types.DefaultTypeAdapter.NativeToValue(e)
+	}
+	return &claimList{Lister: l, elems: elems}
+}
+
+// Contains implements traits.Container as the list CEL made does
+// (types.baseList.Contains): true when an element equals elem, else false,
+// errors included.
+func (c *claimList) Contains(elem ref.Val) ref.Val {
+	for _, v := range c.elems {
+		if b, ok := elem.Equal(v).(types.Bool); ok && b == types.True {
+			return types.True
+		}
+	}
+	return types.False
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unsafe"
 
 	"cel.dev/cel-go/common/types"
 	"github.com/tidwall/gjson"
@@ -33,7 +34,11 @@ type recordRules struct {
 	// atPath is at as a gjson path; idPath the gjson path of a record's
 	// id within it, "" without id.
 	atPath, idPath string
-	rules          []rule
+	// idKey is the id's key when the id is a member of the record itself
+	// (records.id names one key), read from the record's noted members.
+	idKey    string
+	idMember bool
+	rules    []rule
 	// node is the records array's node (nil when single), path the keys
 	// that lead to it.
 	node *node
@@ -78,6 +83,9 @@ func (e *endpoint) compileRecords(rf *recordsFile) error {
 			return fmt.Errorf("records.id: %v", err)
 		}
 		rr.idPath = gjsonPath(segs)
+		if len(segs) == 1 {
+			rr.idKey, rr.idMember = segs[0].key, true
+		}
 	}
 	rules, err := compileRules(rf.Rules, e.bits)
 	if err != nil {
@@ -147,20 +155,33 @@ type recordFilter struct {
 	rootReleased bool
 	ids          []string
 	idsOmitted   int
-	failures     int // rule evaluations that failed (counted as false)
+	// idBytes holds the ids' bytes: the ids are strings over it, so it is
+	// only ever appended to, never written over, and a new one is started
+	// for each response (the decision record keeps the ids).
+	idBytes  []byte
+	failures int // rule evaluations that failed (counted as false)
+
+	// members are the record's members as the trimmer read them
+	members recordMembers
 }
 
 // forget drops what f holds of the last response and caller.
 func (f *recordFilter) forget() {
-	clear(f.ids[:cap(f.ids)])
-	*f = recordFilter{ids: f.ids[:0]}
+	f.reset(nil, 0, nil, "")
 }
 
-// reset prepares f for a caller: its scopes (mask), claims, tenant.
+// reset prepares f for a caller: its scopes (mask), claims, tenant. Only
+// the buffers' capacity is kept; what they held is zeroed.
 func (f *recordFilter) reset(rr *recordRules, mask uint64, id *sidecar.Identity, tenant string) {
-	ids := f.ids[:0]
+	ids, claimCache := f.ids[:0], f.act.claimVals.cache
 	clear(f.ids[:cap(f.ids)])
-	*f = recordFilter{rules: rr, mask: mask, ids: ids}
+	clear(claimCache)
+	f.members.forget()
+	*f = recordFilter{rules: rr, mask: mask, ids: ids, members: f.members}
+	f.act.claimVals.cache = claimCache
+	if rr == nil {
+		return
+	}
 	for i := range rr.rules {
 		if rr.rules[i].always && rr.rules[i].bit&mask != 0 {
 			f.always = true
@@ -178,14 +199,14 @@ func (f *recordFilter) release(span []byte) bool {
 	if f.always {
 		return true
 	}
-	f.act.setRecord(span)
+	f.act.setRecord(span, &f.members)
 	released := false
 	for i := range f.rules.rules {
 		r := &f.rules.rules[i]
 		if r.bit&f.mask == 0 {
 			continue
 		}
-		out, _, err := r.prg.Eval(&f.act)
+		out, _, err := r.prg.Eval(f.act.input(r))
 		if err != nil {
 			f.failures++
 			continue
@@ -214,16 +235,38 @@ func (f *recordFilter) judge(span []byte) bool {
 		f.idsOmitted++
 		return true
 	}
-	res := gjson.Get(unsafeString(span), f.rules.idPath)
+	var res gjson.Result
+	if f.members.indexed && f.rules.idMember {
+		if raw, ok := f.members.find(span, f.rules.idKey); ok {
+			res = parseValue(raw)
+		}
+	} else {
+		res = gjson.Get(unsafeString(span), f.rules.idPath)
+	}
 	switch res.Type {
 	case gjson.String:
-		f.ids = append(f.ids, strings.Clone(res.Str))
+		f.ids = append(f.ids, f.keepID(res.Str))
 	case gjson.Number:
-		f.ids = append(f.ids, strings.Clone(res.Raw))
+		f.ids = append(f.ids, f.keepID(res.Raw))
 	default:
 		f.idsOmitted++ // no id, or not a string or number
 	}
 	return true
+}
+
+// keepID copies an id out of the body (zeroed after the response) into
+// idBytes: one allocation for the ids of many records, not one each.
+func (f *recordFilter) keepID(id string) string {
+	if len(id) == 0 {
+		return ""
+	}
+	if cap(f.idBytes)-len(f.idBytes) < len(id) {
+		// a new array; the ids already made keep the old one alive as it is
+		f.idBytes = make([]byte, 0, max(256, 2*len(id), cap(f.idBytes)*2))
+	}
+	start := len(f.idBytes)
+	f.idBytes = append(f.idBytes, id...)
+	return unsafe.String(&f.idBytes[start], len(id))
 }
 
 // report adds the counts and ids to the decision record.
@@ -261,8 +304,10 @@ func (t *trimmer) recordArray(n *node, inherited transform, depth int) {
 			t.out = append(t.out, ',')
 		}
 		start := t.pos
+		t.startRecord()
 		d, tf := t.decide(elem, inherited, t.src[start])
 		if d == dWithhold {
+			t.noteRecord = false
 			if !t.skip(depth + 1) {
 				return
 			}
@@ -270,6 +315,7 @@ func (t *trimmer) recordArray(n *node, inherited transform, depth int) {
 			t.elementWithheld(n)
 		} else {
 			t.emit(elem, d, tf, depth+1)
+			t.noteRecord = false
 			if t.err != nil {
 				return
 			}

@@ -42,30 +42,34 @@ type rule struct {
 	// being evaluated.
 	always bool
 	prg    cel.Program
+	// costLimited: the program tracks its cost (it loops), and is given
+	// the activation to wrap in a frame of its own at each evaluation.
+	costLimited bool
 }
 
 // compileRule compiles and type-checks one rule. The error is CEL's message,
 // or says that the rule is not boolean.
-func compileRule(src string) (cel.Program, bool, error) {
+func compileRule(src string) (rule, error) {
 	env, err := ruleEnv()
 	if err != nil {
-		return nil, false, fmt.Errorf("the CEL environment: %v", err)
+		return rule{}, fmt.Errorf("the CEL environment: %v", err)
 	}
 	if strings.TrimSpace(src) == "" {
-		return nil, false, fmt.Errorf("the rule is empty; write \"true\" to release every record")
+		return rule{}, fmt.Errorf("the rule is empty; write \"true\" to release every record")
 	}
 	checked, iss := env.Compile(src)
 	if iss.Err() != nil {
-		return nil, false, iss.Err()
+		return rule{}, iss.Err()
 	}
 	// Compiling does not require a boolean result (size(scopes) + 1 compiles
 	// to an int): a rule must be exactly bool. A dyn result (record.active)
 	// is refused too: compare it (record.active == true).
 	if out := checked.OutputType(); !out.IsExactType(cel.BoolType) {
-		return nil, false, fmt.Errorf("the rule returns %s, not bool; a rule must decide (compare a value: record.active == true)", out)
+		return rule{}, fmt.Errorf("the rule returns %s, not bool; a rule must decide (compare a value: record.active == true)", out)
 	}
 	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
-	if loops(checked.NativeRep().Expr()) {
+	costLimited := loops(checked.NativeRep().Expr())
+	if costLimited {
 		// Only a comprehension (all, exists, exists_one, map, filter) can
 		// make a rule's work grow faster than the values it reads; without
 		// one, a rule costs at most its size times the record's, which
@@ -76,9 +80,9 @@ func compileRule(src string) (cel.Program, bool, error) {
 	}
 	prg, err := env.Program(checked, opts...)
 	if err != nil {
-		return nil, false, err
+		return rule{}, err
 	}
-	return prg, isLiteralTrue(checked), nil
+	return rule{prg: prg, always: isLiteralTrue(checked), costLimited: costLimited}, nil
 }
 
 // loops reports whether the expression holds a comprehension.
@@ -106,11 +110,12 @@ func compileRules(src map[string]string, bits map[string]uint64) ([]rule, error)
 	sort.Strings(scopes)
 	rules := make([]rule, 0, len(scopes))
 	for _, s := range scopes {
-		prg, always, err := compileRule(src[s])
+		r, err := compileRule(src[s])
 		if err != nil {
 			return nil, fmt.Errorf("records.rules scope %q: %v", s, err)
 		}
-		rules = append(rules, rule{scope: s, bit: bits[s], always: always, prg: prg})
+		r.scope, r.bit = s, bits[s]
+		rules = append(rules, r)
 	}
 	sort.SliceStable(rules, func(i, j int) bool { return rules[i].always && !rules[j].always })
 	return rules, nil
@@ -128,6 +133,25 @@ type ruleActivation struct {
 
 	tenantVal ref.Val
 	scopesVal ref.Val
+
+	// frame is the evaluation frame over this activation, reused by every
+	// evaluation of a rule that does not track its cost: prog.Eval given a
+	// frame uses it as it is, instead of taking one from its pool and
+	// returning it (interpreter.NewExecutionFrame, ExecutionFrame.Close).
+	// Such a rule's evaluation sets nothing in the root frame (no context,
+	// no observer); comprehensions push frames of their own.
+	frame interpreter.ExecutionFrame
+}
+
+// input is what a rule's program is evaluated on.
+func (a *ruleActivation) input(r *rule) any {
+	if r.costLimited {
+		return a
+	}
+	if a.frame.Activation == nil {
+		a.frame.Activation = a
+	}
+	return &a.frame
 }
 
 // ResolveName implements interpreter.Activation.
@@ -157,17 +181,22 @@ func (a *ruleActivation) ResolveName(name string) (any, bool) {
 // Parent implements interpreter.Activation.
 func (a *ruleActivation) Parent() interpreter.Activation { return nil }
 
-// setRecord makes span (one validated JSON value) the record.
-func (a *ruleActivation) setRecord(span []byte) {
+// setRecord makes span (one validated JSON value) the record; members
+// are its members as the trimmer read them, if it read them all.
+func (a *ruleActivation) setRecord(span []byte, members *recordMembers) {
 	if len(span) > 0 && span[0] == '{' {
-		a.record.raw, a.nonObject = span, nil
+		a.record = jsonObject{raw: span}
+		if members.indexed {
+			a.record.members = members
+		}
+		a.nonObject = nil
 		return
 	}
-	a.record.raw = nil
+	a.record = jsonObject{}
 	a.nonObject = jsonValue(span)
 }
 
 // clearRecord drops the activation's reference to the last record.
-func (a *ruleActivation) clearRecord() { a.record.raw, a.nonObject = nil, nil }
+func (a *ruleActivation) clearRecord() { a.record, a.nonObject = jsonObject{}, nil }
 
 var _ interpreter.Activation = (*ruleActivation)(nil)

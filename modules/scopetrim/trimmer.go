@@ -40,6 +40,9 @@ type trimmer struct {
 	recState    recordFilter
 	countMark   []int
 	removedMark int
+	// noteRecord asks the next members call to note the members it reads
+	// in rec, for the rules (see recordMembers): it is the record itself.
+	noteRecord bool
 }
 
 // decision is what happens to one value.
@@ -107,8 +110,13 @@ func (t *trimmer) document(dst, src []byte, root *node) ([]byte, error) {
 		return dst, t.err
 	}
 	start := t.pos
+	single := t.rec != nil && t.rec.rules.single
+	if single {
+		t.startRecord()
+	}
 	switch d, tf := t.decide(root, tfNone, src[t.pos]); d {
 	case dWithhold:
+		t.noteRecord = false
 		if t.skip(0) {
 			t.out = append(t.out, "null"...)
 			t.elementWithheld(nil)
@@ -116,10 +124,11 @@ func (t *trimmer) document(dst, src []byte, root *node) ([]byte, error) {
 	default:
 		t.emit(root, d, tf, 0)
 	}
+	t.noteRecord = false
 	if t.err != nil {
 		return t.out, t.err
 	}
-	if t.rec != nil && t.rec.rules.single {
+	if single {
 		t.rec.rootReleased = t.rec.judge(src[start:t.pos])
 	}
 	t.ws()
@@ -234,6 +243,8 @@ func (t *trimmer) members(n *node, inherited transform, depth int, sh *shape) {
 	t.out = append(t.out, '{')
 	base := len(t.keys)
 	first, wrote := true, false
+	note := t.noteRecord // this object is a record: its members are noted
+	t.noteRecord = false
 	// predicted: the keys so far are sh.keys[:k], byte for byte, and are
 	// not yet on the scanner's key stack. learning: the keys so far are
 	// sh.keys[:k] or have been recorded there.
@@ -253,6 +264,9 @@ func (t *trimmer) members(n *node, inherited transform, depth int, sh *shape) {
 			if end {
 				t.out = append(t.out, t.src[runStart:runEnd]...)
 				t.out = append(t.out, '}')
+				if note {
+					t.rec.members.indexed = !t.rec.members.dropped
+				}
 				return
 			}
 			first = false
@@ -260,6 +274,7 @@ func (t *trimmer) members(n *node, inherited transform, depth int, sh *shape) {
 		keyStart, keyLen := t.pos, 0
 		var sk *shapeKey
 		var key []byte
+		escaped := false // key is not as written in the source
 		if predicted && k < len(sh.keys) && sh.keys[k].matches(t.src, t.pos) {
 			sk = &sh.keys[k]
 			keyLen = sk.keyLen
@@ -285,6 +300,7 @@ func (t *trimmer) members(n *node, inherited transform, depth int, sh *shape) {
 				return
 			}
 			key, keyLen = unescaped, len(raw)+2
+			escaped = len(raw) != len(key) // an escape always shortens
 			if learning {
 				sh.keys = sh.keys[:k]
 				// a key with escapes is not learned: the shape compares
@@ -301,7 +317,7 @@ func (t *trimmer) members(n *node, inherited transform, depth int, sh *shape) {
 		var child *node
 		var d decision
 		var tf transform
-		c := t.src[t.pos]
+		valueStart, c := t.pos, t.src[t.pos]
 		if sk != nil {
 			child = sk.child
 			if c == '{' || c == '[' {
@@ -331,6 +347,9 @@ func (t *trimmer) members(n *node, inherited transform, depth int, sh *shape) {
 			} else {
 				t.keyWithheld(n, key)
 			}
+			if note {
+				t.noteMember(keyStart, keyLen, key, escaped, valueStart)
+			}
 			extend = false
 			continue
 		}
@@ -343,6 +362,9 @@ func (t *trimmer) members(n *node, inherited transform, depth int, sh *shape) {
 			}
 			if !ok {
 				return
+			}
+			if note {
+				t.noteMember(keyStart, keyLen, key, escaped, valueStart)
 			}
 			if extend {
 				runEnd = t.pos // the comma before this member comes along
@@ -367,6 +389,9 @@ func (t *trimmer) members(n *node, inherited transform, depth int, sh *shape) {
 		t.emit(child, d, tf, depth+1)
 		if t.err != nil {
 			return
+		}
+		if note {
+			t.noteMember(keyStart, keyLen, key, escaped, valueStart)
 		}
 	}
 }

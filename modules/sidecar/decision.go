@@ -304,7 +304,8 @@ func (d *Decision) AddRecords(released, withheld int, ids []string, omitted int)
 	d.RecordsWithheld += withheld
 	d.RecordIDsOmitted += omitted
 	if room := MaxRecordIDs - len(d.RecordIDs); room > 0 {
-		d.RecordIDs = slices.Grow(d.RecordIDs, min(len(ids), room)) // one allocation, not one per doubling
+		// one allocation for a page of ids, not one per doubling
+		d.RecordIDs = slices.Grow(d.RecordIDs, min(room, len(ids)))
 	}
 	for _, id := range ids {
 		if len(d.RecordIDs) >= MaxRecordIDs {
