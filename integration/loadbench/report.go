@@ -130,6 +130,9 @@ func checkTargets(rows []Row, ndjson []ndjsonResult, duration time.Duration, con
 	case cached != nil && cached.HasBase:
 		checks = append(checks,
 			targetCheck{"chain-cached ≥ 0.85 × plain req/s (" + ref + ")", formatRatio(cached.Ratio), verdict(cached.Ratio >= minRatio10KB)},
+			// issue 16 judges the same goal by CPU per request, which moves
+			// less than req/s with what else the machine runs
+			targetCheck{"plain ÷ chain-cached sidecar CPU per request ≥ 0.85 (" + ref + ")", formatRatio(1 / cached.CPURatio), verdict(1/cached.CPURatio >= minRatio10KB)},
 			targetCheck{fmt.Sprintf("chain-cached p99 added < 1 ms (%s, %s)", ref, load), signedMillis(cached.AddedP99), verdict(cached.AddedP99 < maxAddedP99)})
 	default:
 		checks = append(checks, targetCheck{"chain-cached vs plain (" + ref + ")", "not measured", "n/a (run plain and chain-cached)"})
@@ -230,7 +233,7 @@ func (rep *report) markdown() string {
 		sizes = o.sizes
 	}
 	if checks := checkTargets(rep.rows, rep.ndjson, o.duration, o.concurrency, sizes); len(checks) > 0 {
-		b.WriteString("| target (issue 7) | measured | |\n|---|--:|---|\n")
+		b.WriteString("| target (issues 7 and 16) | measured | |\n|---|--:|---|\n")
 		for _, c := range checks {
 			fmt.Fprintf(&b, "| %s | %s | %s |\n", c.Goal, c.Measured, c.Verdict)
 		}

@@ -11,8 +11,8 @@ func TestCheckTargets(t *testing.T) {
 	sizes := []sizeSpec{{"1KB", 1000}, {"10KB", 10000}}
 	rss := func(start, end int64) RSSStats { return RSSStats{StartKB: start, EndKB: end, PeakKB: end} }
 	results := []Result{
-		{Config: "plain", Size: "10KB", Summary: Summary{Requests: 1000, Elapsed: time.Minute, P99: ms(2)}, RSS: rss(60000, 60000)},
-		{Config: "chain-cached", Size: "10KB", Summary: Summary{Requests: 900, Elapsed: time.Minute, P99: ms(2.5)}, RSS: rss(64000, 65000)},
+		{Config: "plain", Size: "10KB", Summary: Summary{Requests: 1000, Elapsed: time.Minute, P99: ms(2), CPU: 150 * time.Millisecond}, RSS: rss(60000, 60000)},
+		{Config: "chain-cached", Size: "10KB", Summary: Summary{Requests: 900, Elapsed: time.Minute, P99: ms(2.5), CPU: 180 * time.Millisecond}, RSS: rss(64000, 65000)},
 		{Config: "chain-fresh", Size: "10KB", Summary: Summary{Requests: 500, Errors: 1, Elapsed: time.Minute, P99: ms(4)}, RSS: rss(64000, 90000)},
 	}
 	ndjson := []ndjsonResult{
@@ -27,6 +27,8 @@ func TestCheckTargets(t *testing.T) {
 	want := map[string]string{
 		"chain-cached ≥ 0.85 × plain req/s (10KB)":            "0.90 / met",
 		"chain-cached p99 added < 1 ms (10KB, 16 concurrent)": "+0.50 ms / met",
+		// 150 µs against 200 µs per request
+		"plain ÷ chain-cached sidecar CPU per request ≥ 0.85 (10KB)": "0.75 / NOT met",
 		"zero errors": "1 / NOT met",
 		"RSS flat over 1m0s (chain-cached, 10KB)":                 "62.5 MiB → 63.5 MiB over 1m0s / met",
 		"RSS flat over 1m0s (chain-fresh, 10KB)":                  "62.5 MiB → 87.9 MiB over 1m0s / NOT met",
