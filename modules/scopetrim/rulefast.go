@@ -12,17 +12,18 @@ import (
 //	record.owner_id == claims.crm_user_id
 //	record.owner_id != claims.crm_user_id
 //	claims.crm_user_id == record.owner_id
+//	record.owner_id in claims.crm_team
 //
 // or such comparisons joined by && and ||. It decides only what it can
 // decide exactly as CEL would: a comparison of two plain strings (a JSON
 // string written without escapes, read from the member table, and a claim
-// that is a Go string). Anything else (a missing member or claim, another
+// that is a Go string, or for in a list of Go strings). Anything else (a missing member or claim, another
 // type, an escape, a record the trimmer did not walk member by member)
 // leaves the record to the rule's CEL program.
 type fastRule struct {
-	// op is operators.Equals, NotEquals, LogicalAnd or LogicalOr.
+	// op is operators.Equals, NotEquals, In, LogicalAnd or LogicalOr.
 	op string
-	// member and claim are the comparison's names (== and != only).
+	// member and claim are the comparison's names (==, != and in).
 	member, claim string
 	// terms are the operands of && and ||.
 	terms []fastRule
@@ -57,6 +58,16 @@ func recogniseFastRule(e ast.Expr) (fastRule, bool) {
 			return fastRule{op: fn, member: rname, claim: lname}, true
 		}
 		return fastRule{}, false
+	case operators.In:
+		if len(args) != 2 {
+			return fastRule{}, false
+		}
+		l, lname, lok := plainSelect(args[0])
+		r, rname, rok := plainSelect(args[1])
+		if !lok || !rok || l != "record" || r != "claims" {
+			return fastRule{}, false
+		}
+		return fastRule{op: fn, member: lname, claim: rname}, true
 	case operators.LogicalAnd, operators.LogicalOr:
 		if len(args) < 2 {
 			return fastRule{}, false
@@ -125,9 +136,38 @@ func (fr *fastRule) decide(a *ruleActivation) (value, decided bool) {
 	if !ok {
 		return false, false
 	}
+	if fr.op == operators.In {
+		return inStrings(member, a.claimVals.claims[fr.claim])
+	}
 	claim, ok := a.claimVals.claims[fr.claim].(string)
 	if !ok {
 		return false, false
 	}
 	return (member == claim) == (fr.op == operators.Equals), true
+}
+
+// inStrings is CEL's s in claim for a claim that is a list of strings
+// only (as a token's claims decode, []any): whether an element equals s.
+// Any other claim is not decided here.
+func inStrings(s string, claim any) (value, decided bool) {
+	switch list := claim.(type) {
+	case []string:
+		for _, e := range list {
+			if e == s {
+				return true, true
+			}
+		}
+		return false, true
+	case []any:
+		found := false
+		for _, e := range list {
+			es, ok := e.(string)
+			if !ok {
+				return false, false
+			}
+			found = found || es == s
+		}
+		return found, true
+	}
+	return false, false
 }

@@ -41,7 +41,14 @@ func TestRecogniseFastRule(t *testing.T) {
 		{`claims.a == claims.b`, nil},
 		{`record.owner_id == tenant`, nil},
 		{`size(record.owner_id) == size(claims.sub)`, nil},
-		{`record.owner_id in claims.crm_team`, nil},
+		{`record.owner_id in claims.crm_team`, &fastRule{op: "@in", member: "owner_id", claim: "crm_team"}},
+		{`record.owner_id == claims.crm_user_id || record.owner_id in claims.crm_team`, &fastRule{op: "_||_", terms: []fastRule{
+			cmp("_==_", "owner_id", "crm_user_id"), cmp("@in", "owner_id", "crm_team")}}},
+		{`claims.crm_user_id in record.owners`, nil},
+		{`record.owner_id in record.owners`, nil},
+		{`record.owner_id in ["u1"]`, nil},
+		{`"u1" in claims.crm_team`, nil},
+		{`record.owner_id in claims.org.team`, nil},
 		{`record.n < claims.n`, nil},
 		{`!(record.owner_id == claims.sub)`, nil},
 		{`record.owner_id == claims.sub || record.x == 1`, nil},
@@ -69,6 +76,8 @@ var fastRuleRules = []string{
 	`record.owner == claims.uid || record.team != claims.tid`,
 	`record.owner != claims.uid && record.team == claims.tid`,
 	`record.owner == claims.uid || (record.team == claims.tid && record.id != claims.uid)`,
+	`record.owner in claims.tid`,
+	`record.owner == claims.uid || record.owner in claims.tid`,
 }
 
 // fastRulePolicy is an endpoint whose records are judged by rule; a whole
@@ -141,7 +150,8 @@ var fastRuleValues = []string{
 
 // fastRuleClaims are values a claim may hold, as a token's claims decode.
 var fastRuleClaims = []any{"u1", "u2", "", "ü1", `u"1`, `u\1`, "日本", "😀", float64(1), true, false, nil,
-	[]any{"u1"}, map[string]any{"owner": "u1"}, []string{"u1"}}
+	[]any{"u1"}, []any{"u2", "ü1", "u1"}, []any{}, []any{"u2", float64(1)}, []any{float64(1), "u1"}, []any{nil},
+	[]any{[]any{"u1"}}, map[string]any{"owner": "u1"}, map[string]any{"u1": true}, []string{"u1"}, []string{"u2", "日本"}, []string{}}
 
 // randomRecordsDoc writes a records document: objects with some of the
 // members the rules read (a key sometimes escaped, sometimes twice, which
@@ -256,7 +266,8 @@ func TestFastRuleDecides(t *testing.T) {
 }
 
 // FuzzFastRule compares the fast path with CEL alone on any document and
-// claims.
+// claims: uid a string; tid a string, missing, a number, or a list of the
+// comma-separated parts of tid.
 func FuzzFastRule(f *testing.F) {
 	for _, s := range []string{
 		`{"data":[{"id":1,"owner":"u1","team":"t"},{"id":2,"owner":"u2"}]}`,
@@ -264,6 +275,7 @@ func FuzzFastRule(f *testing.F) {
 		`{"data":[{"owner":"ü1","team":"日本"}]}`, `{"data":[{"owner":"u1","owner":"u1"}]}`,
 	} {
 		f.Add([]byte(s), "u1", "t", uint8(0))
+		f.Add([]byte(s), "u2", "u1,t", uint8(0xff))
 	}
 	pairs := make([]fastRulePair, 0, len(fastRuleRules)*len(fastRuleEndpoints))
 	for _, rule := range fastRuleRules {
@@ -278,6 +290,12 @@ func FuzzFastRule(f *testing.F) {
 			delete(claims, "tid")
 		case 2:
 			claims["tid"] = float64(len(tid))
+		case 3:
+			var team []any
+			for _, s := range strings.Split(tid, ",") {
+				team = append(team, s)
+			}
+			claims["tid"] = team
 		}
 		pairs[int(pick&63)%len(pairs)].check(t, doc, claims)
 	})
