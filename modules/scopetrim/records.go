@@ -206,6 +206,15 @@ func (f *recordFilter) release(span []byte) bool {
 		if r.bit&f.mask == 0 {
 			continue
 		}
+		if r.fast != nil {
+			if v, decided := r.fast.decide(&f.act); decided {
+				if v {
+					released = true
+					break
+				}
+				continue
+			}
+		}
 		out, _, err := r.prg.Eval(f.act.input(r))
 		if err != nil {
 			f.failures++

@@ -45,6 +45,9 @@ type rule struct {
 	// costLimited: the program tracks its cost (it loops), and is given
 	// the activation to wrap in a frame of its own at each evaluation.
 	costLimited bool
+	// fast is set when the rule compares record members with claims
+	// only: it decides most records without the program (see fastRule).
+	fast *fastRule
 }
 
 // compileRule compiles and type-checks one rule. The error is CEL's message,
@@ -82,7 +85,11 @@ func compileRule(src string) (rule, error) {
 	if err != nil {
 		return rule{}, err
 	}
-	return rule{prg: prg, always: isLiteralTrue(checked), costLimited: costLimited}, nil
+	r := rule{prg: prg, always: isLiteralTrue(checked), costLimited: costLimited}
+	if fr, ok := recogniseFastRule(checked.NativeRep().Expr()); ok {
+		r.fast = &fr
+	}
+	return r, nil
 }
 
 // loops reports whether the expression holds a comprehension.
