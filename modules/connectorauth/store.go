@@ -257,25 +257,18 @@ func (s *store) changes(ctx context.Context) (string, error) {
 
 // connectorsOf lists the connector names that have a record for tenant.
 func (s *store) connectorsOf(ctx context.Context, tenant string) ([]string, error) {
-	keys, err := s.storage.List(ctx, path.Join(prefixRecords, tenant), false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if name := path.Base(k); ValidName(name) {
-			names = append(names, name)
-		}
-	}
-	return names, nil
+	return s.names(ctx, path.Join(prefixRecords, tenant))
 }
 
 // tenants lists the tenants that have connection records.
 func (s *store) tenants(ctx context.Context) ([]string, error) {
-	keys, err := s.storage.List(ctx, prefixRecords, false)
+	return s.names(ctx, prefixRecords)
+}
+
+// names lists the valid names directly under prefix in storage; none when
+// the prefix does not exist yet.
+func (s *store) names(ctx context.Context, prefix string) ([]string, error) {
+	keys, err := s.storage.List(ctx, prefix, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
