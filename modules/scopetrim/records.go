@@ -288,15 +288,7 @@ func (f *recordFilter) report(d *sidecar.Decision) {
 // withheld one is taken back out, with its comma and the counts of what was
 // withheld inside it, so the answer does not show that it was there.
 func (t *trimmer) recordArray(n *node, inherited transform, depth int) {
-	if !t.enter(depth) {
-		return
-	}
-	t.out = append(t.out, '[')
-	t.pos++
-	t.ws()
-	if t.pos < len(t.src) && t.src[t.pos] == ']' {
-		t.pos++
-		t.out = append(t.out, ']')
+	if !t.openArray(depth) {
 		return
 	}
 	elem := n.elem

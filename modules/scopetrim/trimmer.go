@@ -396,13 +396,12 @@ func (t *trimmer) members(n *node, inherited transform, depth int, sh *shape) {
 	}
 }
 
-func (t *trimmer) array(n *node, inherited transform, depth int) {
-	if n != nil && n.records && t.rec != nil {
-		t.recordArray(n, inherited, depth)
-		return
-	}
+// openArray enters the array at t.pos and writes its '['. It reports
+// whether elements follow: false for an empty array (its ']' is written
+// too) and for one too deep (the trimmer has failed).
+func (t *trimmer) openArray(depth int) bool {
 	if !t.enter(depth) {
-		return
+		return false
 	}
 	t.out = append(t.out, '[')
 	t.pos++
@@ -410,6 +409,17 @@ func (t *trimmer) array(n *node, inherited transform, depth int) {
 	if t.pos < len(t.src) && t.src[t.pos] == ']' {
 		t.pos++
 		t.out = append(t.out, ']')
+		return false
+	}
+	return true
+}
+
+func (t *trimmer) array(n *node, inherited transform, depth int) {
+	if n != nil && n.records && t.rec != nil {
+		t.recordArray(n, inherited, depth)
+		return
+	}
+	if !t.openArray(depth) {
 		return
 	}
 	var elem *node
