@@ -101,6 +101,22 @@ func inPeriod(ts string, since, until time.Time) bool {
 	return (since.IsZero() || !t.Before(since)) && (until.IsZero() || t.Before(until))
 }
 
+// addPeriodFlags adds --since and --until, which parsePeriod reads.
+func addPeriodFlags(c *cobra.Command) {
+	c.Flags().String("since", "", "only records from this time (RFC 3339, a date, or a duration before now)")
+	c.Flags().String("until", "", "only records before this time")
+}
+
+// parsePeriod reads --since and --until (see parseWhen); zero when not given.
+func parsePeriod(fl caddycmd.Flags) (since, until time.Time, err error) {
+	now := time.Now()
+	if since, err = parseWhen("since", fl.String("since"), now); err != nil {
+		return
+	}
+	until, err = parseWhen("until", fl.String("until"), now)
+	return
+}
+
 // parseWhen reads --since and --until: an RFC 3339 time, a date (midnight
 // UTC), or a duration meaning that long before now.
 func parseWhen(flag, s string, now time.Time) (time.Time, error) {
@@ -138,8 +154,7 @@ flag. After ` + "`audit forget --tenant T`" + ` the key is gone and nothing is f
 	}
 	access.Flags().String("tenant", "", "the tenant (required; \"\" for records without a tenant)")
 	access.Flags().String("record", "", "the record's id at the connector (required)")
-	access.Flags().String("since", "", "only records from this time (RFC 3339, a date, or a duration before now)")
-	access.Flags().String("until", "", "only records before this time")
+	addPeriodFlags(access)
 	access.Flags().String("keyring", "", "the audit keyring (default: next to the last FILE)")
 	access.Flags().String("key-env", "AUDIT_KEY", "the environment variable holding audit_log's pseudonym_key")
 	access.Flags().String("format", "table", "table or json")
@@ -162,12 +177,8 @@ func cmdAccess(fl caddycmd.Flags) (int, error) {
 	if len(q.Secret) < 16 {
 		return 2, fmt.Errorf("the environment variable %s does not hold audit_log's pseudonym_key (at least 16 bytes)", fl.String("key-env"))
 	}
-	now := time.Now()
 	var err error
-	if q.Since, err = parseWhen("since", fl.String("since"), now); err != nil {
-		return 2, err
-	}
-	if q.Until, err = parseWhen("until", fl.String("until"), now); err != nil {
+	if q.Since, q.Until, err = parsePeriod(fl); err != nil {
 		return 2, err
 	}
 	res, err := Access(files, q)

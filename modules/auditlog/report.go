@@ -225,8 +225,7 @@ Clients and subjects appear as the log has them: pseudonyms.
 		Args: cobra.MinimumNArgs(1),
 		RunE: caddycmd.WrapCommandFuncForCobra(cmdReport),
 	}
-	report.Flags().String("since", "", "only records from this time (RFC 3339, a date, or a duration before now)")
-	report.Flags().String("until", "", "only records before this time")
+	addPeriodFlags(report)
 	report.Flags().String("format", "md", "md or json")
 	report.Flags().String("policies", "", "a policy file or directory, to join scope metadata and released fields")
 	cmd.AddCommand(report)
@@ -234,12 +233,8 @@ Clients and subjects appear as the log has them: pseudonyms.
 
 func cmdReport(fl caddycmd.Flags) (int, error) {
 	var opts ReportOptions
-	now := time.Now()
 	var err error
-	if opts.Since, err = parseWhen("since", fl.String("since"), now); err != nil {
-		return 2, err
-	}
-	if opts.Until, err = parseWhen("until", fl.String("until"), now); err != nil {
+	if opts.Since, opts.Until, err = parsePeriod(fl); err != nil {
 		return 2, err
 	}
 	format := fl.String("format")
